@@ -1,0 +1,128 @@
+"""BERT over IPA segment tokens, plus articulatory-feature embeddings so unseen segments embed.
+
+Each token's input embedding is its learned row plus ``Linear(panphon features)``: a segment
+never seen in training (a new language's phone) still lands near the segments it shares
+features with, which is how CLAP-IPA-style models generalise to unseen languages. The sum is
+fed to ``BertModel`` as ``inputs_embeds``, so BERT's own position embeddings and layer norm
+apply unchanged and public BERT checkpoints load as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+from transformers import BertConfig, BertModel
+
+from phonclip.encoders.pooling import lengths_to_mask, masked_mean
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PhoneEncoderConfig:
+    """How to build the phone tower: a random-init BERT of this shape or a BERT checkpoint."""
+
+    pretrained: str | None = None  # BertModel.from_pretrained name or local dir
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 768
+    max_positions: int = 128
+    dropout: float = 0.1
+    articulatory_features: bool = True
+
+
+def _build_bert(cfg: PhoneEncoderConfig, vocab_size: int, pad_id: int) -> BertModel:
+    """Make the library's BERT (no pooler: it would be an unused parameter under DDP)."""
+    if cfg.pretrained is None:
+        config = BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=cfg.hidden_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            intermediate_size=cfg.intermediate_size,
+            max_position_embeddings=cfg.max_positions,
+            hidden_dropout_prob=cfg.dropout,
+            attention_probs_dropout_prob=cfg.dropout,
+            pad_token_id=pad_id,
+        )
+        return BertModel(config, add_pooling_layer=False)
+    bert = BertModel.from_pretrained(
+        cfg.pretrained,
+        add_pooling_layer=False,
+        hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.dropout,
+    )
+    if bert.config.vocab_size != vocab_size:
+        logger.warning(
+            "%s has a vocabulary of %d but the IPA tokenizer has %d: resizing token embeddings "
+            "(new rows are freshly initialised)",
+            cfg.pretrained,
+            bert.config.vocab_size,
+            vocab_size,
+        )
+        bert.resize_token_embeddings(vocab_size)
+    return bert
+
+
+class PhoneEncoder(nn.Module):
+    """Encode padded IPA token ids into contextual segment states, with a real-token mask."""
+
+    def __init__(
+        self,
+        cfg: PhoneEncoderConfig,
+        vocab_size: int,
+        feature_matrix: Tensor | None = None,
+        pad_id: int = 0,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.bert = _build_bert(cfg, vocab_size, pad_id)
+        self.feature_proj: nn.Linear | None = None
+        if cfg.articulatory_features and feature_matrix is None:
+            logger.warning(
+                "articulatory_features=True but no feature matrix was given: using token "
+                "embeddings only"
+            )
+        if cfg.articulatory_features and feature_matrix is not None:
+            if feature_matrix.ndim != 2 or feature_matrix.shape[0] != vocab_size:
+                raise ValueError(
+                    f"feature_matrix must be [vocab_size={vocab_size}, n_features], "
+                    f"got {tuple(feature_matrix.shape)}"
+                )
+            self.register_buffer("feature_matrix", feature_matrix.float())
+            # No bias: a constant offset would duplicate the position embeddings. BERT's init std
+            # keeps the feature term on the scale of the token rows.
+            self.feature_proj = nn.Linear(feature_matrix.shape[1], self.hidden_size, bias=False)
+            nn.init.normal_(self.feature_proj.weight, std=self.bert.config.initializer_range)
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the segment states, for sizing projection heads."""
+        return self.bert.config.hidden_size
+
+    def forward(self, ids: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
+        """Return (hidden [B, L, D], mask [B, L] bool) for token ids padded past ``lens``."""
+        if ids.ndim != 2 or lens.shape != ids.shape[:1]:
+            raise ValueError(
+                f"phone encoder needs ids [B, L] and lens [B]; got ids {tuple(ids.shape)} "
+                f"and lens {tuple(lens.shape)}"
+            )
+        max_positions = self.bert.config.max_position_embeddings
+        if ids.shape[1] > max_positions:
+            raise ValueError(
+                f"phone sequence of {ids.shape[1]} tokens exceeds max_positions={max_positions}"
+            )
+        mask = lengths_to_mask(lens, ids.shape[1])
+        embeds = self.bert.embeddings.word_embeddings(ids)
+        if self.feature_proj is not None:
+            embeds = embeds + self.feature_proj(self.feature_matrix[ids])
+        hidden = self.bert(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
+        return hidden, mask
+
+    def pooled(self, ids: Tensor, lens: Tensor) -> Tensor:
+        """One vector per transcription (masked mean over real tokens), for the contrastive loss."""
+        hidden, mask = self(ids, lens)
+        return masked_mean(hidden, mask)

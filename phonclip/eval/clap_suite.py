@@ -1,0 +1,155 @@
+"""The CLAP-IPA evaluation suite: retrieval in three directions, KWS (easy/hard), minimal-pair discrimination, plots."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from phonclip.eval.detection import auc_eer
+from phonclip.eval.plots import per_language_bars, similarity_matrix
+from phonclip.eval.retrieval import chance_levels, labels_to_relevance, retrieval_metrics
+from phonclip.minimal_pairs import MinimalPairSampler
+
+
+@dataclass
+class EmbeddedSet:
+    """A test set after embedding: one speech embedding per clip, with its IPA, text and language."""
+
+    speech: torch.Tensor  # [N, D]
+    ipa: list[str]
+    text: list[str]
+    lang: list[str]
+
+
+def embed_set(model: Any, loader: Any, max_clips: int, desc: str) -> EmbeddedSet:
+    """Speech embeddings of up to ``max_clips`` clips of a test loader (deterministic order)."""
+    speech, ipa, text, lang = [], [], [], []
+    device = model.device
+    for batch in tqdm(loader, desc=f"embed {desc}", leave=False):
+        with torch.no_grad():
+            speech.append(model.speech_embedding(batch["audio"].to(device), batch["audio_lens"].to(device)).float().cpu())
+        ipa += batch["ipa"]
+        text += batch["text"]
+        lang += batch["lang"]
+        if len(ipa) >= max_clips:
+            break
+    n = min(max_clips, len(ipa))
+    return EmbeddedSet(torch.cat(speech)[:n], ipa[:n], text[:n], lang[:n])
+
+
+def _queries(model: Any, s: EmbeddedSet) -> list[str]:
+    """The strings the phone encoder sees: IPA, or orthography for a text-units model."""
+    return s.ipa if model.cfg.units == "ipa" else s.text
+
+
+def retrieval(model: Any, s: EmbeddedSet) -> dict[str, dict[str, float]]:
+    """phone→speech, speech→phone and speech→speech mAP / Hit@k, each with its chance level."""
+    labels = _queries(model, s)
+    unique = sorted(set(labels))
+    phones = model.embed_phones(unique)
+    rel = labels_to_relevance(unique, labels)
+    out = {"phone→speech": _with_chance(phones @ s.speech.T, rel)}
+    out["speech→phone"] = _with_chance(s.speech @ phones.T, rel.T.contiguous())
+    ss = s.speech @ s.speech.T
+    ss.fill_diagonal_(-float("inf"))
+    rel_ss = labels_to_relevance(labels, labels)
+    rel_ss.fill_diagonal_(False)
+    if bool(rel_ss.any()):
+        out["speech→speech"] = _with_chance(ss, rel_ss)
+    return out
+
+
+def _with_chance(scores: torch.Tensor, relevant: torch.Tensor) -> dict[str, float]:
+    metrics = retrieval_metrics(scores, relevant, ks=(1, 10))
+    chance = chance_levels(relevant, ks=(1, 10))
+    return {**metrics, **{f"chance_{k}": v for k, v in chance.items()}}
+
+
+def kws(model: Any, s: EmbeddedSet, sampler: MinimalPairSampler | None, seed: int) -> dict[str, float]:
+    """LibriPhrase-style detection: each clip vs its own keyword, a random other word, and a minimal pair."""
+    rng = random.Random(seed)
+    labels = _queries(model, s)
+    easy = [_random_other(labels, lab, rng) for lab in labels]
+    pos = (s.speech * model.embed_phones(labels)).sum(-1)
+    neg_easy = (s.speech * model.embed_phones(easy)).sum(-1)
+    ones, zeros = torch.ones_like(pos, dtype=torch.bool), torch.zeros_like(pos, dtype=torch.bool)
+    out = {f"easy_{k}": v for k, v in auc_eer(torch.cat([pos, neg_easy]), torch.cat([ones, zeros])).items()}
+    if sampler is not None:
+        hard = [sampler(ipa, rng) for ipa in s.ipa]
+        neg_hard = (s.speech * model.embed_phones(hard)).sum(-1)
+        out |= {f"hard_{k}": v for k, v in auc_eer(torch.cat([pos, neg_hard]), torch.cat([ones, zeros])).items()}
+    return {k: v for k, v in out.items() if not k.endswith("threshold")}
+
+
+def _random_other(labels: list[str], label: str, rng: random.Random) -> str:
+    """A random label different from ``label`` (a few tries; a set of one word has no other)."""
+    for _ in range(32):
+        other = rng.choice(labels)
+        if other != label:
+            return other
+    raise ValueError("KWS needs at least two distinct keywords in a test set")
+
+
+def minimal_pair_accuracy(model: Any, s: EmbeddedSet, sampler: MinimalPairSampler, k: int, seed: int) -> float:
+    """Fraction of clips whose true IPA outscores all of k one-segment variants (chance 1/(k+1))."""
+    rng = random.Random(seed)
+    variants = [[sampler(ipa, rng) for _ in range(k)] for ipa in s.ipa]
+    true = (s.speech * model.embed_phones(s.ipa)).sum(-1)
+    flat = model.embed_phones([v for vs in variants for v in vs]).view(len(s.ipa), k, -1)
+    other = torch.einsum("nd,nkd->nk", s.speech, flat)
+    return float((true > other.max(dim=1).values).float().mean())
+
+
+def per_language(model: Any, s: EmbeddedSet) -> dict[str, dict[str, float]]:
+    """phone→speech metrics within each language's own gallery."""
+    by_lang: dict[str, list[int]] = defaultdict(list)
+    for i, lang in enumerate(s.lang):
+        by_lang[lang].append(i)
+    rows = {}
+    for lang, idx in sorted(by_lang.items()):
+        sub = EmbeddedSet(s.speech[idx], [s.ipa[i] for i in idx], [s.text[i] for i in idx], [lang] * len(idx))
+        p2s = retrieval(model, sub)["phone→speech"]
+        rows[lang] = {"n": len(idx), "hit@1": p2s["hit@1"], "mAP": p2s["mAP"], "chance_hit@1": p2s["chance_hit@1"]}
+    return rows
+
+
+def evaluate_clap(model: Any, datamodule: Any, out_dir: Path, cfg: Any, logger: Any = None) -> dict[str, Any]:
+    """Every metric on every test set of the DataModule; plots under ``out_dir/plots`` and in TensorBoard."""
+    model.eval()
+    model.to(model.eval_device)
+    sampler = MinimalPairSampler(seed=cfg.kws_seed) if model.cfg.units == "ipa" else None
+    results: dict[str, Any] = {}
+    language_hits: dict[str, float] = {}
+    test_sets = datamodule.test_sets()
+    for name, loader in test_sets.items():
+        s = embed_set(model, loader, cfg.max_gallery, name)
+        if not s.ipa:
+            continue
+        row: dict[str, Any] = {"clips": len(s.ipa), "distinct": len(set(_queries(model, s)))}
+        row |= retrieval(model, s)
+        row["kws"] = kws(model, s, sampler, cfg.kws_seed)
+        if sampler is not None:
+            row["minimal_pair_acc"] = minimal_pair_accuracy(model, s, sampler, cfg.minimal_pair_k, cfg.kws_seed)
+            row["minimal_pair_chance"] = 1 / (cfg.minimal_pair_k + 1)
+        if len(set(s.lang)) > 1:
+            row["per_language"] = per_language(model, s)
+            language_hits |= {f"{lang} ({name})": r["hit@1"] for lang, r in row["per_language"].items()}
+        results[name] = row
+        if name == next(iter(test_sets)):
+            _plot(similarity_matrix(model, s, cfg.similarity_plot_size), "similarity_matrix", out_dir, logger)
+    if language_hits:
+        _plot(per_language_bars(language_hits), "per_language_hit1", out_dir, logger)
+    return results
+
+
+def _plot(figure: Any, name: str, out_dir: Path, logger: Any) -> None:
+    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_dir / "plots" / f"{name}.png", dpi=120, bbox_inches="tight")
+    if logger is not None and hasattr(logger, "experiment") and hasattr(logger.experiment, "add_figure"):
+        logger.experiment.add_figure(f"eval/{name}", figure)

@@ -1,0 +1,225 @@
+"""CLAP-IPA (Zhu et al. 2024, "The taste of IPA"): speech and IPA meet in one space through a SigLIP loss.
+
+Read top to bottom: config → encoders → embedding functions → training step (with phonetically
+informed hard negatives) → optimiser → evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from phonclip.augment import AugmentConfig, WaveformAugment
+from phonclip.encoders.phone import PhoneEncoder, PhoneEncoderConfig
+from phonclip.encoders.speech import SpeechEncoder, SpeechEncoderConfig
+from phonclip.features import LogMel, SpecAugment
+from phonclip.losses import SigLipLoss
+from phonclip.minimal_pairs import MinimalPairSampler
+from phonclip.models.base import PhonclipModel
+
+
+@dataclass
+class HardNegativeConfig:
+    """Minimal-pair negatives for the phone side; they enlarge the phone batch by ``rate`` × B."""
+
+    rate: float = 0.0  # hard negatives per positive (0 disables)
+    k_neighbours: int = 5
+    p_substitute: float = 0.6
+    p_insert: float = 0.2
+    p_delete: float = 0.2
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay; the loss's temperature and bias get their own LR."""
+
+    lr: float = 1e-3
+    loss_lr: float = 1e-2
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    betas: tuple[float, float] = (0.9, 0.98)
+    min_lr_ratio: float = 0.05
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation sizes; galleries are capped so the default run stays CPU-feasible."""
+
+    batch_size: int = 64
+    max_gallery: int = 2000
+    minimal_pair_k: int = 5
+    kws_seed: int = 0
+    similarity_plot_size: int = 24
+
+
+@dataclass
+class ClapIpaConfig:
+    name: str = "clap_ipa"
+    units: str = "ipa"  # "ipa": IPA segments; "text": orthographic characters (ablation)
+    n_mels: int = 80
+    embed_dim: int = 256
+    siglip_chunk: int = 0  # 0: one chunk (dense)
+    speech: SpeechEncoderConfig = field(default_factory=SpeechEncoderConfig)
+    phone: PhoneEncoderConfig = field(default_factory=PhoneEncoderConfig)
+    hard_negatives: HardNegativeConfig = field(default_factory=HardNegativeConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def as_config(cfg: Any) -> DictConfig:
+    """Validate a dict / DictConfig (e.g. from a checkpoint's hyper-parameters) against ClapIpaConfig."""
+    return OmegaConf.merge(OmegaConf.structured(ClapIpaConfig), cfg)
+
+
+class ClapIpa(PhonclipModel):
+    """Speech encoder + phone encoder + SigLIP; ``embed_speech`` / ``embed_phones`` serve users and evaluation."""
+
+    Config = ClapIpaConfig
+
+    def __init__(self, cfg: Any, tokenizer: Any, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        cfg = as_config(cfg)
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg), "seed": seed})
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.logmel = LogMel(n_mels=cfg.n_mels)
+        self.specaugment = SpecAugment(**OmegaConf.to_container(cfg.augment.specaugment))
+        self.wave_augment = WaveformAugment(cfg.augment)
+        self.speech_encoder = SpeechEncoder(cfg.speech)
+        features = tokenizer.feature_matrix() if cfg.phone.articulatory_features else None
+        self.phone_encoder = PhoneEncoder(cfg.phone, vocab_size=tokenizer.vocab_size, feature_matrix=features)
+        self.speech_proj = nn.Linear(self.speech_encoder.hidden_size, cfg.embed_dim)
+        self.phone_proj = nn.Linear(self.phone_encoder.hidden_size, cfg.embed_dim)
+        self.loss = SigLipLoss(chunk_size=cfg.siglip_chunk or None)
+        hn = cfg.hard_negatives
+        self.minimal_pairs = (
+            MinimalPairSampler(
+                k_neighbours=hn.k_neighbours, p_substitute=hn.p_substitute, p_insert=hn.p_insert, p_delete=hn.p_delete
+            )
+            if hn.rate > 0 and cfg.units == "ipa"
+            else None
+        )
+
+    # ---- embeddings -------------------------------------------------------------------------
+    def speech_embedding(self, audio: Tensor, audio_lens: Tensor) -> Tensor:
+        """L2-normalised speech embeddings of 16 kHz waveforms [B, T]."""
+        feats, frame_lens = self.logmel(audio, audio_lens)
+        if self.training:
+            feats = self.specaugment(feats, frame_lens)
+        pooled = self.speech_encoder.pooled(feats, frame_lens)
+        return F.normalize(self.speech_proj(pooled), dim=-1)
+
+    def phone_embedding(self, ids: Tensor, lens: Tensor) -> Tensor:
+        """L2-normalised embeddings of token id rows [B, L]."""
+        return F.normalize(self.phone_proj(self.phone_encoder.pooled(ids, lens)), dim=-1)
+
+    def tokenize(self, strings: list[str]) -> tuple[Tensor, Tensor]:
+        """Pad tokenizer ids of ``strings`` into [B, L] on this module's device."""
+        rows = [self.tokenizer.encode(s)[: self.cfg.phone.max_positions] or [self.tokenizer.pad_id] for s in strings]
+        lens = torch.tensor([len(r) for r in rows], device=self.device)
+        ids = torch.full((len(rows), int(lens.max())), self.tokenizer.pad_id, dtype=torch.long, device=self.device)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, device=self.device)
+        return ids, lens
+
+    @torch.no_grad()
+    def embed_phones(self, strings: list[str], batch_size: int = 256) -> Tensor:
+        """Embeddings of IPA strings (or text, for a text-units model), batched, no grad; [N, D] on CPU."""
+        was_training = self.training
+        self.eval()
+        out = [self.phone_embedding(*self.tokenize(strings[i : i + batch_size])).float().cpu()
+               for i in range(0, len(strings), batch_size)]
+        self.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, self.cfg.embed_dim)
+
+    @torch.no_grad()
+    def embed_speech(self, waveforms: list[Any], sample_rate: int = 16_000, batch_size: int = 32) -> Tensor:
+        """Embeddings of waveforms at any sample rate (resampled to 16 kHz), batched, no grad; [N, D] on CPU."""
+        from phonclip.audio import resample
+
+        was_training = self.training
+        self.eval()
+        clips = [torch.as_tensor(resample(torch.as_tensor(w, dtype=torch.float32), sample_rate, 16_000))
+                 for w in waveforms]
+        out = []
+        for i in range(0, len(clips), batch_size):
+            chunk = clips[i : i + batch_size]
+            lens = torch.tensor([len(c) for c in chunk], device=self.device)
+            audio = torch.zeros(len(chunk), int(lens.max()), device=self.device)
+            for j, c in enumerate(chunk):
+                audio[j, : len(c)] = c.to(self.device)
+            out.append(self.speech_embedding(audio, lens).float().cpu())
+        self.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, self.cfg.embed_dim)
+
+    # ---- training ---------------------------------------------------------------------------
+    def _phone_batch(self, batch: dict) -> tuple[Tensor, Tensor | None]:
+        """Positive phone embeddings and, when enabled, minimal-pair hard-negative embeddings."""
+        positives = self.phone_embedding(batch["phone_ids"], batch["phone_lens"])
+        if self.minimal_pairs is None:
+            return positives, None
+        rng = random.Random(self.seed * 7919 + self.global_step)
+        n = max(1, round(self.cfg.hard_negatives.rate * len(batch["ipa"])))
+        negatives = [self.minimal_pairs(rng.choice(batch["ipa"]), rng) for _ in range(n)]
+        return positives, self.phone_embedding(*self.tokenize(negatives))
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        audio, audio_lens = self.wave_augment(batch["audio"], batch["audio_lens"])
+        speech = self.speech_embedding(audio, audio_lens)
+        phones, hard = self._phone_batch(batch)
+        loss = self.loss(speech, phones, extra_negatives_b=hard)
+        self.log_dict(
+            {"train/loss": loss, "train/logit_scale": self.loss.logit_scale.exp(), "train/logit_bias": self.loss.logit_bias},
+            prog_bar=True, batch_size=len(batch["ipa"]),
+        )
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        speech = self.speech_embedding(batch["audio"], batch["audio_lens"])
+        phones = self.phone_embedding(batch["phone_ids"], batch["phone_lens"])
+        hit = (speech @ phones.T).argmax(dim=0) == torch.arange(len(phones), device=phones.device)
+        self.log_dict({"val/loss": self.loss(speech, phones), "val/in_batch_hit1": hit.float().mean()},
+                      prog_bar=True, batch_size=len(batch["ipa"]))
+
+    def configure_optimizers(self) -> dict:
+        o = self.cfg.optim
+        loss_params = list(self.loss.parameters())
+        ids = {id(p) for p in loss_params}
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if id(p) in ids or not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or "embeddings" in name else decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": o.weight_decay, "lr": o.lr},
+                {"params": no_decay, "weight_decay": 0.0, "lr": o.lr},
+                {"params": loss_params, "weight_decay": 0.0, "lr": o.loss_lr},
+            ],
+            betas=tuple(o.betas),
+        )
+        total = max(1, self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches)
+
+        def schedule(step: int) -> float:
+            if step < o.warmup_steps:
+                return (step + 1) / o.warmup_steps
+            progress = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+            return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- evaluation -------------------------------------------------------------------------
+    def evaluate(self, datamodule: Any, out_dir: Path) -> dict[str, Any]:
+        from phonclip.eval.clap_suite import evaluate_clap
+
+        return evaluate_clap(self, datamodule, Path(out_dir), self.cfg.eval, logger=self.logger)

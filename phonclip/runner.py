@@ -1,0 +1,104 @@
+"""Train / evaluate every arm of an experiment and write ``results.json`` + ``results.md`` per arm."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from phonclip import config, registry
+from phonclip.results import side_by_side, to_markdown
+from phonclip.trainer import DropTotals, build_trainer
+
+
+def run_dir_for(cfg: DictConfig, arm: str) -> Path:
+    return Path(cfg.run_root) / cfg.name / arm
+
+
+def build_tokenizer(units: str) -> Any:
+    return registry.tokenizers.cls(units)()
+
+
+def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
+    """The model and DataModule an experiment config describes, sharing one tokenizer."""
+    tokenizer = build_tokenizer(cfg.model.units)
+    data_cfg = cfg.data.copy()
+    data_cfg.units = cfg.model.units  # the model decides the units; the reader tokenises accordingly
+    datamodule = registry.datamodules.cls(cfg.data.name)(data_cfg, tokenizer=tokenizer)
+    model = registry.models.cls(cfg.model.name)(cfg.model, tokenizer=tokenizer, seed=cfg.seed)
+    return model, datamodule
+
+
+def train(name: str, overrides: list[str] | None = None) -> dict[str, dict]:
+    """Train then evaluate each arm; print one side-by-side table; return ``{arm: results}``."""
+    return _each_arm(name, overrides, fit=True)
+
+
+def evaluate(name: str, overrides: list[str] | None = None) -> dict[str, dict]:
+    """Evaluate each arm's ``last.ckpt`` (trained by ``train``); print one side-by-side table."""
+    return _each_arm(name, overrides, fit=False)
+
+
+def _each_arm(name: str, overrides: list[str] | None, fit: bool) -> dict[str, dict]:
+    results = {}
+    for arm, cfg in config.load(name, overrides):
+        results[arm] = run_arm(cfg, arm, fit=fit)
+    table = side_by_side(results)
+    print(f"\n## {name}\n\n{table}\n")
+    return results
+
+
+def run_arm(cfg: DictConfig, arm: str, fit: bool = True) -> dict:
+    """Train (optionally) and evaluate one arm in ``runs/<exp>/<arm>``; returns the results written there."""
+    run_dir = run_dir_for(cfg, arm)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if fit and not cfg.resume and run_dir.exists():
+        archived = run_dir.with_name(f"{arm}.{dt.datetime.now():%Y%m%d-%H%M%S}")
+        shutil.move(str(run_dir), str(archived))
+        print(f"[{arm}] resume=false: previous run moved to {archived}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model, datamodule = build(cfg)
+    drops = DropTotals()
+    trainer = build_trainer(cfg, run_dir, drops)
+    started = time.time()
+    if fit:
+        resume_from = str(last) if cfg.resume and last.exists() else None
+        if resume_from:
+            print(f"[{arm}] resuming from {resume_from}")
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+    elif last.exists():
+        model = type(model).load_from_checkpoint(last, map_location="cpu", tokenizer=model.tokenizer)
+    else:
+        raise FileNotFoundError(f"no checkpoint to evaluate at {last}; run `make train EXP={cfg.name}` first")
+    train_seconds = time.time() - started
+    if trainer.global_rank != 0:
+        return {}
+    datamodule.setup("test")
+    metrics = model.evaluate(datamodule, run_dir)
+    results = {
+        "experiment": cfg.name,
+        "arm": arm,
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "steps": int(trainer.global_step),
+        "train_seconds": round(train_seconds, 1) if fit else None,
+        "metrics": metrics,
+        "data_quality": {"dropped": dict(sorted(drops.totals.items())), **_tokenizer_unknowns(model)},
+    }
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    (run_dir / "results.md").write_text(to_markdown(results))
+    print(to_markdown(results))
+    return results
+
+
+def _tokenizer_unknowns(model: L.LightningModule) -> dict[str, Any]:
+    unknown = getattr(getattr(model, "tokenizer", None), "unknown", None)
+    return {"unknown_symbols": dict(unknown.most_common(20))} if unknown else {}
+

@@ -1,0 +1,73 @@
+"""The one shared Trainer: every experiment trains through ``build_trainer`` with machine-dependent ``auto`` values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+
+class DropTotals(Callback):
+    """Sums the per-batch ``dropped`` counts so bad samples appear in the run's results."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+        for kind, n in (batch.get("dropped") or {}).items():
+            self.totals[kind] = self.totals.get(kind, 0) + int(n)
+
+    def state_dict(self) -> dict:
+        return {"totals": dict(self.totals)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.totals = dict(state_dict.get("totals", {}))
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` → bf16 mixed precision on CUDA (when supported), full fp32 on CPU."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def resolve_strategy(strategy: str, devices: object, num_nodes: int) -> str:
+    """``auto`` → DDP when training spans more than one device or node."""
+    if strategy != "auto":
+        return strategy
+    n_devices = torch.cuda.device_count() if devices in ("auto", -1, "-1") else _count(devices)
+    return "ddp" if n_devices > 1 or num_nodes > 1 else "auto"
+
+
+def _count(devices: object) -> int:
+    if isinstance(devices, int):
+        return devices
+    if isinstance(devices, str) and devices.isdigit():
+        return int(devices)
+    return len(devices) if isinstance(devices, (list, tuple)) else 1
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, drop_totals: DropTotals) -> L.Trainer:
+    """A Lightning Trainer for ``cfg`` writing checkpoints and TensorBoard events under ``run_dir``."""
+    t = OmegaConf.to_container(cfg.trainer, resolve=True)
+    t["precision"] = resolve_precision(t["precision"])
+    t["strategy"] = resolve_strategy(t["strategy"], t["devices"], t["num_nodes"])
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        save_last=True,
+        save_top_k=cfg.checkpoint.save_top_k,
+        every_n_train_steps=cfg.checkpoint.every_n_train_steps,
+    )
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
+    return L.Trainer(
+        **t,
+        default_root_dir=str(run_dir),
+        logger=logger,
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step"), drop_totals],
+    )
