@@ -1,4 +1,4 @@
-"""ctypes binding to espeak-ng from the espeakng-loader wheel: speech with exact IPA timings, no apt."""
+"""ctypes binding to espeak-ng from the espeakng-loader wheel: speech with exact IPA timings."""
 
 from __future__ import annotations
 
@@ -29,10 +29,11 @@ PARAM_RATE = 1
 PARAM_PITCH = 3
 PARAM_RANGE = 4
 PHONEMES_IPA = 0x02
-RATE_MIN, RATE_MAX = 80, 450
+RATE_MIN, RATE_MAX = 80, 449  # from 450 wpm espeak speeds audio up (sonic) after timing events
 
-# Vietnamese tone phonemes 1-7 of espeak's ph_vietnam as Chao tone letters (Hanoi values,
-# Kirby 2011, JIPA 41(3)): ngang 33, huyền 21, sắc 35, hỏi 313, ngã 3ʔ5, nặng 21ʔ, 7 = clause-final ngang.
+# Vietnamese tone phonemes 1-7 of espeak's ph_vietnam as Chao tone letters (Hanoi values after
+# Kirby 2011, JIPA 41(3)): ngang 33, huyền 21, sắc 35, hỏi 313, ngã 3ʔ5, nặng 21ʔ;
+# 7 is clause-final ngang.
 TONE_LETTERS: dict[str, dict[str, str]] = {
     "vi": {"1": "˧", "2": "˨˩", "3": "˧˥", "4": "˧˩˧", "5": "˧ˀ˥", "6": "˨˩ˀ", "7": "˧"},
 }
@@ -199,7 +200,7 @@ _engine: Espeak | None = None
 
 
 class Espeak:
-    """The process's one espeak-ng engine (espeak keeps global state): get it with ``Espeak.shared()``."""
+    """The process's one espeak-ng engine (espeak keeps global state); get it via ``shared()``."""
 
     def __init__(self, buflength_ms: int = 200) -> None:
         global _engine

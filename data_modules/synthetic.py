@@ -1,4 +1,4 @@
-"""The offline default corpus: espeak-ng speaks wordfreq words and phrases into IPAPACK-format shards."""
+"""The offline default corpus: espeak-ng speaks wordfreq words and phrases into IPAPACK shards."""
 
 from __future__ import annotations
 
@@ -27,10 +27,18 @@ import torch
 import torchaudio
 import webdataset as wds
 import wordfreq
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from data_modules.espeak import Espeak, Utterance, available_languages, available_variants
+from data_modules.espeak import (
+    RATE_MAX,
+    RATE_MIN,
+    Espeak,
+    Utterance,
+    available_languages,
+    available_variants,
+)
+from data_modules.ipapack import IpapackConfig, IpapackDataModule, StreamConfig, as_config
 from data_modules.schema import SAMPLE_RATE
 
 GENERATOR_VERSION = 1  # bump when the output of the same config changes
@@ -103,7 +111,11 @@ class SyntheticConfig:
             raise ValueError(
                 f"heldout_word_fraction={self.heldout_word_fraction} must be in (0, 1)"
             )
-        for key, lo, hi in (("rate", 80, 450), ("pitch", 0, 100), ("intonation", 0, 100)):
+        for key, lo, hi in (
+            ("rate", RATE_MIN, RATE_MAX),
+            ("pitch", 0, 100),
+            ("intonation", 0, 100),
+        ):
             a, b = getattr(self, key)
             if not lo <= a <= b <= hi:
                 raise ValueError(f"{key}={[a, b]} must be an ordered [min, max] within {lo}..{hi}")
@@ -341,7 +353,7 @@ def plan_clips(
 
 
 class _Plan:
-    """Clips per split, keyed ``<split>-<lang>-<n>``; each rendition of a text gets its own voice."""
+    """Clips per split, keyed ``<split>-<lang>-<n>``; each rendition of a text has its own voice."""
 
     def __init__(self, cfg: SyntheticConfig) -> None:
         self.cfg = cfg
@@ -578,3 +590,38 @@ def main(argv: list[str] | None = None) -> int:
     print(root)
     print(summary(json.loads((root / MANIFEST).read_text(encoding="utf-8"))))
     return 0
+
+
+@dataclass
+class SyntheticDataConfig(StreamConfig):
+    """The embedded corpus as a DataModule: generator settings plus the reader's filters and batching."""
+
+    name: str = "synthetic"
+    corpus: SyntheticConfig = field(default_factory=SyntheticConfig)
+    test_splits: list[str] = field(
+        default_factory=lambda: ["test_seen", "test_unseen", "test_voices", "test_phrases"]
+    )
+
+
+class SyntheticDataModule(IpapackDataModule):
+    """Generates (or finds cached) the espeak corpus, then reads its splits as IPAPACK shards."""
+
+    Config = SyntheticDataConfig
+
+    def __init__(self, cfg: SyntheticDataConfig | DictConfig | dict, tokenizer: Any) -> None:
+        synthetic = as_config(cfg, SyntheticDataConfig)
+        unknown = sorted(set(synthetic.test_splits) - set(SPLITS))
+        if unknown:
+            raise ValueError(f"data.test_splits has unknown splits {unknown}; known: {', '.join(SPLITS)}")
+        stream = {k: v for k, v in asdict(synthetic).items() if k in StreamConfig.__dataclass_fields__}
+        super().__init__(IpapackConfig(**stream, train=[], valid=[], test={}), tokenizer)
+        self.synthetic = synthetic
+
+    def prepare_data(self) -> None:
+        generate_corpus(self.synthetic.corpus)
+
+    def setup(self, stage: str | None = None) -> None:
+        root = generate_corpus(self.synthetic.corpus)  # cached after prepare_data: a manifest check
+        self.cfg.train = [str(p) for p in shards(root, "train")]
+        self.cfg.valid = [str(p) for p in shards(root, "valid")]
+        self.cfg.test = {split: [str(p) for p in shards(root, split)] for split in self.synthetic.test_splits}

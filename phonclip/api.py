@@ -23,8 +23,6 @@ def load(run_dir_or_ckpt: str | Path, device: str | torch.device = "cpu") -> tor
     state = torch.load(resolve_checkpoint(run_dir_or_ckpt), map_location="cpu", weights_only=False)
     hparams = state["hyper_parameters"]
     cfg = hparams["cfg"]
-    for encoder in ("speech", "phone"):
-        cfg[encoder]["pretrained"] = None  # the checkpoint holds the weights: build the architecture only
     tokenizer = registry.tokenizers.cls(cfg["units"])()
     model = registry.models.cls(cfg["name"])(cfg, tokenizer=tokenizer, seed=hparams.get("seed", 0))
     model.load_state_dict(state["state_dict"])

@@ -82,7 +82,9 @@ def run_arm(cfg: DictConfig, arm: str, fit: bool = True) -> dict:
     if trainer.global_rank != 0:
         return {}
     datamodule.setup("test")
+    loaders_before = len(datamodule.loaders)
     metrics = model.evaluate(datamodule, run_dir)
+    eval_drops = _sum_drops(datamodule.loaders[loaders_before:])
     results = {
         "experiment": cfg.name,
         "arm": arm,
@@ -90,12 +92,24 @@ def run_arm(cfg: DictConfig, arm: str, fit: bool = True) -> dict:
         "steps": int(trainer.global_step),
         "train_seconds": round(train_seconds, 1) if fit else None,
         "metrics": metrics,
-        "data_quality": {"dropped": dict(sorted(drops.totals.items())), **_tokenizer_unknowns(model)},
+        "data_quality": {
+            "dropped_train": dict(sorted(drops.totals.items())),
+            "dropped_eval": eval_drops,
+            **_tokenizer_unknowns(model),
+        },
     }
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     (run_dir / "results.md").write_text(to_markdown(results))
     print(to_markdown(results))
     return results
+
+
+def _sum_drops(loaders: list) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for loader in loaders:
+        for kind, n in loader.drop_totals.items():
+            totals[kind] = totals.get(kind, 0) + n
+    return dict(sorted(totals.items()))
 
 
 def _tokenizer_unknowns(model: L.LightningModule) -> dict[str, Any]:

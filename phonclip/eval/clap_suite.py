@@ -56,10 +56,10 @@ def retrieval(model: Any, s: EmbeddedSet) -> dict[str, dict[str, float]]:
     rel = labels_to_relevance(unique, labels)
     out = {"phone→speech": _with_chance(phones @ s.speech.T, rel)}
     out["speech→phone"] = _with_chance(s.speech @ phones.T, rel.T.contiguous())
-    ss = s.speech @ s.speech.T
-    ss.fill_diagonal_(-float("inf"))
-    rel_ss = labels_to_relevance(labels, labels)
-    rel_ss.fill_diagonal_(False)
+    n = len(labels)
+    off_diagonal = ~torch.eye(n, dtype=torch.bool)  # a clip is not in its own gallery
+    ss = (s.speech @ s.speech.T)[off_diagonal].view(n, n - 1)
+    rel_ss = labels_to_relevance(labels, labels)[off_diagonal].view(n, n - 1)
     if bool(rel_ss.any()):
         out["speech→speech"] = _with_chance(ss, rel_ss)
     return out
