@@ -78,6 +78,10 @@ class _Event(ctypes.Structure):
 Phone = tuple[str, float, float]  # (ipa, start_s, end_s)
 
 
+class UnknownVoiceError(ValueError):
+    """A voice or language espeak-ng does not have, so callers can tell a user's typo from a crash."""
+
+
 @dataclass
 class Utterance:
     """One synthesised text with the phones and words espeak actually spoke, timed in seconds."""
@@ -285,7 +289,7 @@ class Espeak:
             return
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
             self._voice = None
-            raise ValueError(
+            raise UnknownVoiceError(
                 f"espeak-ng has no voice {voice!r}: use a voice file name from espeak-ng-data/lang "
                 f"(e.g. 'fr', not 'fr-fr'), optionally with a '+variant' from "
                 f"espeak-ng-data/voices/!v (e.g. 'de+m3')"

@@ -22,14 +22,27 @@ Drop counts: each batch carries in ``batch["dropped"]`` the drops counted since 
 (drops after the last batch of a pass ride on that last batch), so summing them over a pass, as
 ``phonclip.trainer.DropTotals`` does, gives exact totals even with worker processes.
 ``StreamingDataModule.drop_totals()`` keeps the same sums in the process that iterates the loaders.
+
+Resuming: ``BatchLoader.state_dict()`` is the position of the next batch to train on, (epoch, batches
+already trained on in it); Lightning stores it in every checkpoint and hands it back through
+``load_state_dict`` on resume. The next pass over that epoch then replays the same shuffle and
+fast-forwards: the skipped batches are still read, decoded and bucketed (bucketing needs every
+duration), but workers hand over only their keys, neither tokenised nor padded. Batches after the
+skipped ones, their ``dropped`` counts included, are exactly those of an uninterrupted run: the drops
+that rode on skipped batches were reported before the checkpoint, so they are not reported again, and
+``drop_totals`` of the resumed process leaves them out. Every pass is a function of (seed, epoch,
+cycle within the epoch), never of what this process did before, so resuming needs no other state; it
+is exact for the same ``world_size × num_workers`` readers (else it warns and the order differs).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
 import re
+import warnings
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -204,11 +217,12 @@ class StreamingDataset(IterableDataset, ABC):
         self.seed = seed
         self.rank, self.world_size = resolve_rank(rank, world_size)
         self.epoch = 0
+        self.cycle = 0
         self.drops = DropCounter()
 
-    def set_epoch(self, epoch: int) -> None:
-        """Pick the epoch whose (seed-determined) shuffle the next pass uses."""
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, cycle: int = 0) -> None:
+        """Pick the (seed-determined) shuffle of the next pass: pass ``cycle`` of ``epoch``."""
+        self.epoch, self.cycle = epoch, cycle
 
     def reader(self) -> tuple[int, int]:
         """(index of this reader, number of readers) over all ranks and DataLoader workers."""
@@ -231,7 +245,7 @@ class StreamingDataset(IterableDataset, ABC):
         """This reader's share of the samples; ``rng`` (the same in every reader) orders the corpus when shuffling."""
 
     def _rng(self, stream: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, stream + 1])
+        return np.random.default_rng([self.seed, self.epoch, self.cycle, stream + 1])
 
     def _checked(self, make: Callable[..., Sample], *args: Any) -> Sample | None:
         """``make(*args)``, or None with the drop counted."""
@@ -334,6 +348,10 @@ def _meta(data: bytes | None) -> dict[str, Any]:
     return meta
 
 
+# marks a stand-in for a batch that a resumed loader skips: keys and drops only, nothing collated
+FAST_FORWARDED = "fast_forwarded"
+
+
 class Batches(IterableDataset):
     """Buckets and collates a sample stream inside each worker, so padding and tokenising run in parallel."""
 
@@ -347,14 +365,22 @@ class Batches(IterableDataset):
         self.bucketer = bucketer
         self.tokenizer = tokenizer
         self.units = units
+        self.skip = 0  # leading batches of the next pass that the consumer fast-forwards over
 
-    def set_epoch(self, epoch: int) -> None:
-        self.samples.set_epoch(epoch)
+    def set_epoch(self, epoch: int, cycle: int = 0) -> None:
+        self.samples.set_epoch(epoch, cycle)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         drops = self.samples.drops
-        for group in self.bucketer(iter(self.samples)):
-            yield collate(group, self.tokenizer, self.units, drops.take())
+        for i, group in enumerate(self.bucketer(iter(self.samples))):
+            # the DataLoader deals batches round-robin over workers (an exhausted one drops out), so
+            # this worker's batch i has at most i * workers + worker batches before it in the pass
+            if i * workers + worker < self.skip:
+                yield {"key": [s.key for s in group], "dropped": drops.take(), FAST_FORWARDED: True}
+            else:
+                yield collate(group, self.tokenizer, self.units, drops.take())
         rest = drops.take()
         # drops after this worker's last batch ride on an empty batch, which BatchLoader absorbs
         if rest:
@@ -362,12 +388,17 @@ class Batches(IterableDataset):
 
 
 class BatchLoader(DataLoader):
-    """DataLoader over ``Batches``: a new shuffle per pass, empty batches absorbed, ``dropped`` totalled.
+    """DataLoader over ``Batches``: a shuffle per pass, empty batches absorbed, drops totalled, resumable.
 
     Batches are handed on one behind, so drops counted after the last non-empty batch of a pass still
     ride on that batch: summing ``batch["dropped"]`` over a full pass gives exactly ``drop_totals``.
     With ``epoch_batches`` set, each iteration yields exactly that many batches, cycling the stream (a
     fresh shuffle per cycle) as needed, so DDP ranks with unequal shares stay in step.
+
+    One iteration is one epoch: the Trainer's (``epoch_fn``), else this loader's own count.
+    ``state_dict`` says where the consumer stands; ``lookahead`` is how many yielded batches it holds
+    untrained (one under Lightning, which fetches a batch ahead to spot the last one of a loader
+    without a length).
     """
 
     def __init__(
@@ -376,52 +407,133 @@ class BatchLoader(DataLoader):
         num_workers: int = 0,
         epoch_fn: Callable[[], int | None] | None = None,
         epoch_batches: int | None = None,
+        lookahead: int = 0,
     ) -> None:
         super().__init__(
             dataset, batch_size=None, num_workers=num_workers, pin_memory=torch.cuda.is_available()
         )
         if epoch_batches is not None and epoch_batches < 1:
             raise ValueError(f"epoch_batches must be >= 1 or None, got {epoch_batches}")
+        if lookahead < 0:
+            raise ValueError(f"lookahead must be >= 0, got {lookahead}")
         self.epoch_fn = epoch_fn
         self.epoch_batches = epoch_batches
+        self.lookahead = lookahead
         self.passes = 0
         self.drop_totals: Counter[str] = Counter()
+        self.epoch = self._next_epoch = 0
+        self._start = self._yielded = 0  # batches of this epoch fast-forwarded / yielded
+        self._finished = False
+        self._resume: dict[str, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the consumer stands: its epoch and how many batches of it were consumed."""
+        if self._resume is not None:
+            return dict(self._resume)
+        consumed = self._start + (
+            self._yielded if self._finished else max(0, self._yielded - self.lookahead)
+        )
+        epoch = self.epoch
+        if self._finished or consumed == self.epoch_batches:
+            epoch, consumed = epoch + 1, 0
+        return {
+            "epoch": epoch,
+            "batches": consumed,
+            "world_size": self.dataset.samples.world_size,
+            "num_workers": self.num_workers,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Resume at ``state_dict``: the next iteration, if in its epoch, skips the consumed batches."""
+        for key in ("epoch", "batches", "world_size", "num_workers"):
+            value = state_dict.get(key)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(
+                    f"BatchLoader state needs a non-negative int {key!r}, got {state_dict!r}"
+                )
+        self._resume = dict(state_dict)
+        self._next_epoch = state_dict["epoch"]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        if self.epoch_batches is None:
-            yield from self._one_pass()
-            return
-        emitted = 0
-        while emitted < self.epoch_batches:
-            before = emitted
-            for batch in self._one_pass():
+        epoch, start = self._begin_epoch()
+        for position, batch in enumerate(self._passes(epoch, start), start=1):
+            if position > start:
+                self._yielded += 1
                 yield batch
-                emitted += 1
-                if emitted == self.epoch_batches:
-                    return
-            if emitted == before:
+            if position == self.epoch_batches:
+                break
+        self._finished = True
+
+    def _begin_epoch(self) -> tuple[int, int]:
+        """This iteration's epoch and how many of its first batches a resumed run already consumed."""
+        trainer_epoch = self.epoch_fn() if self.epoch_fn is not None else None
+        epoch = self._next_epoch if trainer_epoch is None else trainer_epoch
+        state, self._resume = self._resume, None
+        if state is not None:
+            # resumed at an epoch's end, the Trainer first iterates while still counting that epoch
+            epoch = max(epoch, state["epoch"])
+        start = state["batches"] if state is not None and state["epoch"] == epoch else 0
+        readers = (self.dataset.samples.world_size, self.num_workers)
+        saved = (state["world_size"], state["num_workers"]) if start else readers
+        if saved != readers:
+            warnings.warn(
+                f"resuming epoch {epoch} after batch {start} with world_size × num_workers = "
+                f"{readers[0]} × {readers[1]} readers, but the checkpoint was taken with "
+                f"{saved[0]} × {saved[1]}: the rest of this epoch will not be the batches the "
+                "interrupted run would have seen",
+                stacklevel=3,
+            )
+        self.epoch, self._next_epoch = epoch, epoch + 1
+        self._start, self._yielded, self._finished = start, 0, False
+        return epoch, start
+
+    def _passes(self, epoch: int, start: int) -> Iterator[dict[str, Any]]:
+        """Every batch of ``epoch`` in order, the first ``start`` possibly as key-only stand-ins."""
+        position = 0
+        for cycle in itertools.count():
+            seen = 0
+            for batch in self._one_pass(epoch, cycle, max(0, start - position)):
+                seen += 1
+                position += 1
+                yield batch
+            if self.epoch_batches is None:
+                return
+            if seen == 0:
                 raise RuntimeError(
                     f"the stream yields no batches (dropped so far: {dict(self.drop_totals)})"
                 )
 
-    def _one_pass(self) -> Iterator[dict[str, Any]]:
-        trainer_epoch = self.epoch_fn() if self.epoch_fn is not None else None
-        self.passes = max(self.passes, trainer_epoch or 0)  # a resumed run starts at its epoch
-        self.dataset.set_epoch(self.passes)
+    def _one_pass(self, epoch: int, cycle: int, skip: int) -> Iterator[dict[str, Any]]:
+        """One pass; its first ``skip`` batches are to be skipped and stay out of ``drop_totals``."""
+        self.dataset.set_epoch(epoch, cycle)
+        self.dataset.skip = skip
         self.passes += 1
         carried: Counter[str] = Counter()
         held: dict[str, Any] | None = None
+        index = -1  # of the held batch within this pass
         for batch in super().__iter__():
-            self.drop_totals.update(batch["dropped"])
             carried.update(batch["dropped"])
             if len(batch["key"]) == 0:
                 continue
             if held is not None:
-                yield held
-            held, carried = {**batch, "dropped": dict(carried)}, Counter()
+                yield self._release(held, index, skip)
+            held, carried, index = {**batch, "dropped": dict(carried)}, Counter(), index + 1
         if held is not None:
             held["dropped"] = dict(carried + Counter(held["dropped"]))
-            yield held
+            yield self._release(held, index, skip)
+        else:
+            self.drop_totals.update(carried)
+
+    def _release(self, batch: dict[str, Any], index: int, skip: int) -> dict[str, Any]:
+        if index < skip:
+            return batch
+        if batch.get(FAST_FORWARDED):
+            raise RuntimeError(
+                f"batch {index} of the pass was expected among the first {skip} (fast-forwarded) "
+                "ones: the DataLoader did not deal batches round-robin over its workers"
+            )
+        self.drop_totals.update(batch["dropped"])
+        return batch
 
 
 ConfigT = TypeVar("ConfigT", bound=StreamConfig)
@@ -464,7 +576,8 @@ class StreamingDataModule(L.LightningDataModule):
             cfg.max_batch_seconds, cfg.batch_size, cfg.num_buckets, cfg.bucket_buffer
         )
         batches = Batches(samples, bucketer, self.tokenizer, cfg.units)
-        loader = BatchLoader(batches, cfg.num_workers, self._epoch, epoch_batches)
+        # Lightning fetches one batch ahead of the step it trains on: lookahead=1 keeps resume exact
+        loader = BatchLoader(batches, cfg.num_workers, self._epoch, epoch_batches, lookahead=1)
         self.loaders.append(loader)
         return loader
 

@@ -622,6 +622,8 @@ class SyntheticDataModule(IpapackDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         root = generate_corpus(self.synthetic.corpus)  # cached after prepare_data: a manifest check
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        self.generation_seconds = manifest.get("generation_seconds")  # what generating it cost, once
         self.cfg.train = [str(p) for p in shards(root, "train")]
         self.cfg.valid = [str(p) for p in shards(root, "valid")]
         self.cfg.test = {split: [str(p) for p in shards(root, split)] for split in self.synthetic.test_splits}

@@ -69,7 +69,7 @@ def keyword_ipa(args: argparse.Namespace) -> str:
     from data_modules.espeak import Espeak, UnknownVoiceError
 
     try:
-        return normalize_ipa(Espeak().phonemize(args.text, voice=args.lang))
+        return normalize_ipa(Espeak.shared().phonemize(args.text, voice=args.lang))
     except UnknownVoiceError as err:
         raise UsageError(str(err)) from None
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from phonclip import config, registry
 from phonclip.results import side_by_side, to_markdown
-from phonclip.trainer import DropTotals, build_trainer
+from phonclip.trainer import DropTotals, build_trainer, latest_checkpoint
 
 
 def run_dir_for(cfg: DictConfig, arm: str) -> Path:
@@ -41,7 +41,7 @@ def train(name: str, overrides: list[str] | None = None) -> dict[str, dict]:
 
 
 def evaluate(name: str, overrides: list[str] | None = None) -> dict[str, dict]:
-    """Evaluate each arm's ``last.ckpt`` (trained by ``train``); print one side-by-side table."""
+    """Evaluate each arm's latest checkpoint (trained by ``train``); print one side-by-side table."""
     return _each_arm(name, overrides, fit=False)
 
 
@@ -57,7 +57,6 @@ def _each_arm(name: str, overrides: list[str] | None, fit: bool) -> dict[str, di
 def run_arm(cfg: DictConfig, arm: str, fit: bool = True) -> dict:
     """Train (optionally) and evaluate one arm in ``runs/<exp>/<arm>``; returns the results written there."""
     run_dir = run_dir_for(cfg, arm)
-    last = run_dir / "checkpoints" / "last.ckpt"
     if fit and not cfg.resume and run_dir.exists():
         archived = run_dir.with_name(f"{arm}.{dt.datetime.now():%Y%m%d-%H%M%S}")
         shutil.move(str(run_dir), str(archived))
@@ -69,21 +68,24 @@ def run_arm(cfg: DictConfig, arm: str, fit: bool = True) -> dict:
     drops = DropTotals()
     trainer = build_trainer(cfg, run_dir, drops)
     started = time.time()
+    checkpoint = latest_checkpoint(run_dir)
     if fit:
-        resume_from = str(last) if cfg.resume and last.exists() else None
+        resume_from = checkpoint if cfg.resume else None
         if resume_from:
             print(f"[{arm}] resuming from {resume_from}")
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
-    elif last.exists():
-        model = type(model).load_from_checkpoint(last, map_location="cpu", tokenizer=model.tokenizer)
+    elif checkpoint is not None:
+        model = type(model).load_from_checkpoint(checkpoint, map_location="cpu", tokenizer=model.tokenizer)
     else:
-        raise FileNotFoundError(f"no checkpoint to evaluate at {last}; run `make train EXP={cfg.name}` first")
+        raise FileNotFoundError(f"no checkpoint in {run_dir}/checkpoints; run `make train EXP={cfg.name}` first")
     train_seconds = time.time() - started
     if trainer.global_rank != 0:
         return {}
     datamodule.setup("test")
     loaders_before = len(datamodule.loaders)
+    eval_started = time.time()
     metrics = model.evaluate(datamodule, run_dir)
+    eval_seconds = time.time() - eval_started
     eval_drops = _sum_drops(datamodule.loaders[loaders_before:])
     results = {
         "experiment": cfg.name,
@@ -91,6 +93,8 @@ def run_arm(cfg: DictConfig, arm: str, fit: bool = True) -> dict:
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "steps": int(trainer.global_step),
         "train_seconds": round(train_seconds, 1) if fit else None,
+        "eval_seconds": round(eval_seconds, 1),
+        "corpus_seconds": getattr(datamodule, "generation_seconds", None),
         "metrics": metrics,
         "data_quality": {
             "dropped_train": dict(sorted(drops.totals.items())),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import lightning as L
@@ -17,7 +18,7 @@ class DropTotals(Callback):
     def __init__(self) -> None:
         self.totals: dict[str, int] = {}
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         for kind, n in (batch.get("dropped") or {}).items():
             self.totals[kind] = self.totals.get(kind, 0) + int(n)
 
@@ -71,3 +72,22 @@ def build_trainer(cfg: DictConfig, run_dir: Path, drop_totals: DropTotals) -> L.
         logger=logger,
         callbacks=[checkpoint, LearningRateMonitor(logging_interval="step"), drop_totals],
     )
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint under ``run_dir/checkpoints`` furthest into training that still loads.
+
+    Lightning writes a checkpoint to the system temp dir and moves it into place: an atomic rename
+    only when both are on one filesystem. Across filesystems (a local /tmp, runs on a network disk)
+    the move is a copy, and a kill during it leaves a truncated ``last.ckpt``. Such files fail to
+    load and are passed over here, so a killed run resumes from the newest intact checkpoint.
+    """
+    found = []
+    for path in Path(run_dir, "checkpoints").glob("*.ckpt"):
+        try:  # mmap: tensors stay on disk, only the archive index and metadata are read
+            ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError):
+            continue
+        step = int(ckpt.get("global_step", -1))
+        found.append((step, path.stat().st_mtime, path.name == "last.ckpt", path))
+    return max(found)[3] if found else None

@@ -213,3 +213,22 @@ def test_bf16_autocast_on_cpu_gives_finite_output(attn: str) -> None:
         p = p_enc.pooled(torch.tensor([[3, 4, 5], [6, 0, 0]]), torch.tensor([3, 1]))
     assert s.shape == (2, s_enc.hidden_size) and torch.isfinite(s).all()
     assert p.shape == (2, p_enc.hidden_size) and torch.isfinite(p).all()
+
+
+def test_token_dropout_keeps_features_and_is_train_only():
+    """With token_dropout=1 a token is read from its articulatory features alone; eval mode is untouched."""
+    from phonclip.encoders.phone import PhoneEncoder, PhoneEncoderConfig
+
+    torch.manual_seed(0)
+    cfg = PhoneEncoderConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, dropout=0.0,
+                             token_dropout=1.0)
+    features = torch.randn(6, 4)
+    features[3] = features[2]  # tokens 2 and 3 share features, differ in identity embedding
+    enc = PhoneEncoder(cfg, vocab_size=6, feature_matrix=features)
+    ids, lens = torch.tensor([[2], [3]]), torch.tensor([1, 1])
+    enc.train()
+    train_out = enc.pooled(ids, lens)
+    torch.testing.assert_close(train_out[0], train_out[1])
+    enc.eval()
+    eval_out = enc.pooled(ids, lens)
+    assert not torch.allclose(eval_out[0], eval_out[1])

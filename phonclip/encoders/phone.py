@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 
@@ -32,6 +33,9 @@ class PhoneEncoderConfig:
     max_positions: int = 128
     dropout: float = 0.1
     articulatory_features: bool = True
+    # Training only: drop a token's identity embedding with this probability, keeping its
+    # articulatory features, so the encoder learns to read segments it never saw from features.
+    token_dropout: float = 0.0
 
 
 def _build_bert(cfg: PhoneEncoderConfig, vocab_size: int, pad_id: int) -> BertModel:
@@ -118,6 +122,9 @@ class PhoneEncoder(nn.Module):
         mask = lengths_to_mask(lens, ids.shape[1])
         embeds = self.bert.embeddings.word_embeddings(ids)
         if self.feature_proj is not None:
+            if self.training and self.cfg.token_dropout > 0:
+                keep = torch.rand(ids.shape, device=ids.device) >= self.cfg.token_dropout
+                embeds = embeds * keep.unsqueeze(-1).to(embeds.dtype)
             embeds = embeds + self.feature_proj(self.feature_matrix[ids])
         hidden = self.bert(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
         return hidden, mask

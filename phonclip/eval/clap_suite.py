@@ -28,7 +28,7 @@ class EmbeddedSet:
 
 
 def embed_set(model: Any, loader: Any, max_clips: int, desc: str) -> EmbeddedSet:
-    """Speech embeddings of up to ``max_clips`` clips of a test loader (deterministic order)."""
+    """Speech embeddings of the first ``max_clips`` clips of a test loader (deterministic order)."""
     speech, ipa, text, lang = [], [], [], []
     device = model.device
     for batch in tqdm(loader, desc=f"embed {desc}", leave=False):
@@ -40,7 +40,15 @@ def embed_set(model: Any, loader: Any, max_clips: int, desc: str) -> EmbeddedSet
         if len(ipa) >= max_clips:
             break
     n = min(max_clips, len(ipa))
-    return EmbeddedSet(torch.cat(speech)[:n], ipa[:n], text[:n], lang[:n])
+    return EmbeddedSet(torch.cat(speech)[:n] if speech else torch.empty(0), ipa[:n], text[:n], lang[:n])
+
+
+def subsample(s: EmbeddedSet, size: int, seed: int) -> EmbeddedSet:
+    """A seeded random gallery of ``size`` clips, drawn across the whole set (shards are grouped by language)."""
+    if len(s.ipa) <= size:
+        return s
+    idx = sorted(random.Random(seed).sample(range(len(s.ipa)), size))
+    return EmbeddedSet(s.speech[idx], [s.ipa[i] for i in idx], [s.text[i] for i in idx], [s.lang[i] for i in idx])
 
 
 def _queries(model: Any, s: EmbeddedSet) -> list[str]:
@@ -128,7 +136,7 @@ def evaluate_clap(model: Any, datamodule: Any, out_dir: Path, cfg: Any, logger: 
     language_hits: dict[str, float] = {}
     test_sets = datamodule.test_sets()
     for name, loader in test_sets.items():
-        s = embed_set(model, loader, cfg.max_gallery, name)
+        s = subsample(embed_set(model, loader, cfg.max_clips, name), cfg.gallery_size, cfg.kws_seed)
         if not s.ipa:
             continue
         row: dict[str, Any] = {"clips": len(s.ipa), "distinct": len(set(_queries(model, s)))}

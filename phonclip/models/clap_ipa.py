@@ -51,10 +51,10 @@ class OptimConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation sizes; galleries are capped so the default run stays CPU-feasible."""
+    """Evaluation sizes: each test set is scored on a seeded random gallery of ``gallery_size`` clips."""
 
-    batch_size: int = 64
-    max_gallery: int = 2000
+    gallery_size: int = 500
+    max_clips: int = 5000  # clips embedded per test set before drawing the gallery
     minimal_pair_k: int = 5
     kws_seed: int = 0
     similarity_plot_size: int = 24

@@ -1,0 +1,96 @@
+"""Every YAML in experiments/ trains (fast_dev_run) and evaluates end to end on tiny data, so none can break."""
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import BertConfig, BertModel, WhisperConfig, WhisperModel
+
+from data_modules.synthetic import SyntheticConfig, generate_corpus, shards
+from phonclip import config, runner
+
+TINY_CORPUS = {
+    "seen_languages": ["en", "de"],
+    "unseen_languages": ["ro"],
+    "words_per_language": 24,
+    "unseen_words_per_language": 16,
+    "renditions_per_word": 1,
+    "valid_words_per_language": 4,
+    "test_voices_words_per_language": 4,
+    "train_phrases_per_language": 2,
+    "phrases_per_language": 2,
+}
+TINY_MODEL = [
+    "model.embed_dim=32",
+    "model.phone.hidden_size=32",
+    "model.phone.num_layers=1",
+    "model.phone.num_heads=2",
+    "model.phone.intermediate_size=64",
+    "model.eval.gallery_size=40",
+]
+
+
+def _dotlist(prefix: str, values: dict) -> list[str]:
+    return [f"{prefix}.{k}={v}".replace("'", "") for k, v in values.items()]
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus() -> Path:
+    return generate_corpus(SyntheticConfig(**TINY_CORPUS), progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_pretrained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny Whisper and BERT checkpoints saved the way the hub stores them, to exercise from_pretrained."""
+    root = tmp_path_factory.mktemp("pretrained")
+    whisper = WhisperConfig(
+        d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=1,
+        decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=80,
+    )
+    WhisperModel(whisper).save_pretrained(root / "whisper")
+    bert = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=128)
+    BertModel(bert).save_pretrained(root / "bert")
+    return {"whisper": root / "whisper", "bert": root / "bert"}
+
+
+def _data_overrides(name: str, corpus: Path, pretrained: dict[str, Path]) -> list[str]:
+    (_, cfg), *_ = config.load(name)
+    if cfg.data.name == "synthetic":
+        return _dotlist("data.corpus", TINY_CORPUS) + ["data.num_workers=0"]
+    if cfg.data.name == "ipapack":
+        def split(name: str) -> str:
+            return "[" + ",".join(map(str, shards(corpus, name))) + "]"
+
+        tests = [f"data.test.{test}={split('test_seen')}" for test in cfg.data.test]
+        return [
+            f"data.train={split('train')}",
+            f"data.valid={split('valid')}",
+            *tests,
+            "data.num_workers=0",
+            "data.max_batch_seconds=20",
+            "data.epoch_batches=null",
+            f"model.speech.pretrained={pretrained['whisper']}",
+            f"model.phone.pretrained={pretrained['bert']}",
+            "model.phone.max_positions=128",
+        ]
+    raise AssertionError(f"add tiny-data overrides for data.name={cfg.data.name}")
+
+
+@pytest.mark.parametrize("name", config.experiment_names())
+def test_experiment_runs_end_to_end(name: str, tmp_path: Path, tiny_corpus: Path, tiny_pretrained: dict) -> None:
+    overrides = [f"run_root={tmp_path}", "trainer.fast_dev_run=1", *TINY_MODEL]
+    overrides += _data_overrides(name, tiny_corpus, tiny_pretrained)
+    results = runner.train(name, overrides)
+    arms = [arm for arm, _ in config.load(name)]
+    assert list(results) == arms
+    for arm in arms:
+        run_dir = tmp_path / name / arm
+        saved = json.loads((run_dir / "results.json").read_text())
+        assert saved["metrics"], f"{name}/{arm} evaluated nothing"
+        for test_set, row in saved["metrics"].items():
+            assert 0.0 <= row["phone→speech"]["hit@1"] <= 1.0, (name, arm, test_set)
+            assert 0.0 <= row["kws"]["easy_auc"] <= 1.0
+        assert (run_dir / "results.md").read_text().startswith(f"# {name} / {arm}")
+        assert (run_dir / "config.yaml").exists()
+        assert (run_dir / "plots" / "similarity_matrix.png").exists()

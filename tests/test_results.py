@@ -1,0 +1,54 @@
+"""Result tables: chance levels beside their metrics, arms side by side, targets judged from measured values."""
+
+from phonclip.report import render
+from phonclip.results import flatten, side_by_side, to_markdown, with_chance
+
+
+def _metrics(hit1: float, hard_auc: float) -> dict:
+    return {
+        "test_seen": {
+            "phone→speech": {"hit@1": hit1, "chance_hit@1": 0.002},
+            "kws": {"hard_auc": hard_auc},
+            "per_language": {"en": {"hit@1": hit1, "chance_hit@1": 0.01}},
+        },
+        "test_unseen": {"phone→speech": {"hit@1": hit1 / 2, "chance_hit@1": 0.002}, "kws": {"hard_auc": 0.5}},
+    }
+
+
+def _results(arm: str, hit1: float, hard_auc: float = 0.8) -> dict:
+    return {"experiment": "x", "arm": arm, "date": "2026-01-01T00:00:00", "steps": 3, "train_seconds": 60.0,
+            "eval_seconds": 30.0, "corpus_seconds": 30.0, "metrics": _metrics(hit1, hard_auc),
+            "data_quality": {"dropped_train": {"corrupt_audio": 2}}}
+
+
+def test_chance_folds_into_metric_cell():
+    cells = with_chance(flatten({"a": {"hit@1": 0.5, "chance_hit@1": 0.25}, "n": 3}))
+    assert cells == {"a/hit@1": "0.500 (0.250)", "n": "3"}
+
+
+def test_markdown_has_test_sets_as_rows_and_per_language_table():
+    md = to_markdown(_results("main", 0.9))
+    assert "| test_seen | 0.900 (0.002) |" in md
+    assert "| en (test_seen) |" in md
+    assert "| dropped_train/corrupt_audio | 2 |" in md
+
+
+def test_side_by_side_has_one_column_per_arm():
+    table = side_by_side({"on": _results("on", 0.9), "off": _results("off", 0.7)})
+    assert table.splitlines()[0] == "| metric | on | off |"
+    assert "| test_seen/phone→speech/hit@1 | 0.900 (0.002) | 0.700 (0.002) |" in table
+
+
+def test_report_judges_targets_from_measured_values():
+    doc = render(
+        {
+            "clap_ipa": {"main": _results("main", 0.95)},
+            "ablation_hardneg": {"hardneg_off": _results("hardneg_off", 0.9, 0.80),
+                                 "hardneg_on": _results("hardneg_on", 0.9, 0.82)},
+        },
+        "make report",
+    )
+    assert "| clap_ipa | phone→speech Hit@1, seen languages, held-out words | 0.950 | ≥ 0.90 | yes |" in doc
+    assert "unseen languages (mixed gallery) | 0.475 | ≥ 0.65 | **no** |" in doc
+    assert "| 2.000 | ≥ 15 |" not in doc and "| 2.000 | ≤ 15 | yes |" in doc
+    assert "(points) | 2.000 | ≥ 3 | **no** |" in doc
