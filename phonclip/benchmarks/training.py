@@ -38,7 +38,8 @@ from phonclip.trainer import resolve_precision
 
 EXPERIMENT = "clap_ipa"
 WARMUP_STEPS = 2
-TIMED_STEPS = 16  # each timed batch also gets one counted forward + backward: keep the total near 2 min
+# each timed batch also gets one counted forward + backward: keeps the whole run near 2 min on 2 cores
+TIMED_STEPS = 16
 DATA_BATCHES = 30  # batches read when timing the DataLoader alone (the first is timed apart)
 WORD_SECONDS = (0.3, 1.3)  # clip durations of the stand-in batch (the corpus's word clips)
 PHONES_PER_SECOND = 10.0
@@ -47,14 +48,17 @@ MATMUL_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 _LOG_OUTSIDE_TRAINER = r"You are trying to `self\.log\(\)`"
 
 
-def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
+Shape = tuple[int, ...]
+
+
+def _cpu_attention_flops(q: Shape, k: Shape, v: Shape, *args: Any, **kwargs: Any) -> int:
+    return sdpa_flop_count(q, k, v)
 
 
 def _cpu_attention_backward_flops(
-    grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs  # noqa: ANN001
+    grad_out: Shape, q: Shape, k: Shape, v: Shape, *args: Any, **kwargs: Any
 ) -> int:
-    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+    return sdpa_backward_flop_count(grad_out, q, k, v)
 
 
 # torch counts the CUDA attention kernels but not the one CPU's scaled_dot_product_attention runs
@@ -72,7 +76,10 @@ def count_train_step_flops(model: L.LightningModule, batch: dict[str, Any]) -> i
     """
     was_training = model.training
     model.train()
-    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter, warnings.catch_warnings():
+    with (
+        FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter,
+        warnings.catch_warnings(),
+    ):
         warnings.filterwarnings("ignore", message=_LOG_OUTSIDE_TRAINER)
         loss = model.training_step(batch, 0)
         loss.backward()
@@ -89,11 +96,11 @@ class _StepTimer(Callback):
         self.seconds: list[float] = []
         self._start = 0.0
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.sync()
         self._start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.sync()
         self.seconds.append(time.perf_counter() - self._start)
 
@@ -116,7 +123,9 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _time_training(model: L.LightningModule, batches: list[dict[str, Any]], cfg: DictConfig, precision: str) -> list[float]:
+def _time_training(
+    model: L.LightningModule, batches: list[dict[str, Any]], cfg: DictConfig, precision: str
+) -> list[float]:
     """Seconds of each step of a real ``fit`` over ``batches`` (one device, no logger, no checkpoints)."""
     timer = _StepTimer(_sync)
     trainer = L.Trainer(
@@ -135,7 +144,9 @@ def _time_training(model: L.LightningModule, batches: list[dict[str, Any]], cfg:
         callbacks=[timer],
     )
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(does not have many workers|no `val_dataloader`).*")
+        warnings.filterwarnings(
+            "ignore", message=".*(does not have many workers|no `val_dataloader`).*"
+        )
         trainer.fit(model, train_dataloaders=_Replay(batches))
     return timer.seconds
 
@@ -163,7 +174,9 @@ def _corpus_cached(cfg: DictConfig) -> bool:
     return (corpus_dir(OmegaConf.to_object(cfg.data.corpus)) / MANIFEST).exists()
 
 
-def _read_batches(datamodule: L.LightningDataModule, n: int) -> tuple[list[dict[str, Any]], float, list[float]]:
+def _read_batches(
+    datamodule: L.LightningDataModule, n: int
+) -> tuple[list[dict[str, Any]], float, list[float]]:
     """The first ``n`` train batches, seconds to the first, and seconds for each later one."""
     datamodule.setup("fit")
     loader = iter(datamodule.train_dataloader())
@@ -179,7 +192,9 @@ def _read_batches(datamodule: L.LightningDataModule, n: int) -> tuple[list[dict[
     return batches, first, later
 
 
-def _matmul_flops_per_second(device: str, dtype: torch.dtype, sizes: tuple[int, ...], repeats: int = 3) -> tuple[float, int]:
+def _matmul_flops_per_second(
+    device: str, dtype: torch.dtype, sizes: tuple[int, ...], repeats: int = 3
+) -> tuple[float, int]:
     """Best FLOP/s of square ``n × n`` matmuls over ``sizes``, and the size that reached it."""
     best = (0.0, sizes[0])
     for n in sizes:
@@ -217,9 +232,24 @@ def run() -> list[dict]:
         data_clips_per_s = sum(len(b["ipa"]) for b in batches[1:]) / sum(later_s)
         batches = batches[:n_steps]
         rows += [
-            _row("data pipeline: first batch", first_s, "s", f"{data_note}: worker start + shuffle buffer"),
-            _row("data pipeline: batches/s", len(later_s) / sum(later_s), "batches/s", f"{data_note}, {len(later_s)} batches after the first"),
-            _row("data pipeline: clips/s", data_clips_per_s, "clips/s", "the same batches, counted in clips"),
+            _row(
+                "data pipeline: first batch",
+                first_s,
+                "s",
+                f"{data_note}: worker start + shuffle buffer",
+            ),
+            _row(
+                "data pipeline: batches/s",
+                len(later_s) / sum(later_s),
+                "batches/s",
+                f"{data_note}, {len(later_s)} batches after the first",
+            ),
+            _row(
+                "data pipeline: clips/s",
+                data_clips_per_s,
+                "clips/s",
+                "the same batches, counted in clips",
+            ),
         ]
     else:
         batches = [_stand_in_batch(cfg, model.tokenizer)] * n_steps
@@ -238,19 +268,64 @@ def run() -> list[dict]:
     matmul, matmul_n = _matmul_flops_per_second(device, dtype, MATMUL_SIZES[device])
 
     load = f"1-min load avg {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
-    setup = f"{EXPERIMENT}, {device}, precision {precision}, {torch.get_num_threads()} threads, {load}"
+    setup = (
+        f"{EXPERIMENT}, {device}, precision {precision}, {torch.get_num_threads()} threads, {load}"
+    )
     steps_note = f"{TIMED_STEPS} steps after {WARMUP_STEPS} warm-up; {source}"
     rows += [
-        _row("training: clips/s", clips / sum(seconds), "clips/s", f"{setup}; total clips / total time, {steps_note}"),
-        _row("training: audio seconds/s", audio_s / sum(seconds), "s/s", "unpadded speech trained on per wall-clock second"),
-        _row("training: s/step", statistics.median(seconds), "s", f"median (min {min(seconds):.2f}, max {max(seconds):.2f}); fwd + bwd + clip + AdamW"),
-        _row("model FLOPs/step", statistics.median(flops), "FLOP", "median; FlopCounterMode: matmuls, convs, attention (fwd + bwd, padding included); elementwise free"),
-        _row("model FLOP/s achieved", achieved, "FLOP/s", "sum FLOPs / sum step time over the timed steps"),
-        _row(f"torch matmul FLOP/s ({str(dtype).removeprefix('torch.')})", matmul, "FLOP/s", f"best square matmul, n={matmul_n} (of {MATMUL_SIZES[device]}), same threads"),
-        _row("model FLOP utilisation vs matmul", 100 * achieved / matmul, "%", "achieved ÷ matmul FLOP/s"),
+        _row(
+            "training: clips/s",
+            clips / sum(seconds),
+            "clips/s",
+            f"{setup}; total clips / total time, {steps_note}",
+        ),
+        _row(
+            "training: audio seconds/s",
+            audio_s / sum(seconds),
+            "s/s",
+            "unpadded speech trained on per wall-clock second",
+        ),
+        _row(
+            "training: s/step",
+            statistics.median(seconds),
+            "s",
+            f"median (min {min(seconds):.2f}, max {max(seconds):.2f}); fwd + bwd + clip + AdamW",
+        ),
+        _row(
+            "model FLOPs/step",
+            statistics.median(flops),
+            "FLOP",
+            "median; FlopCounterMode: matmuls, convs, attention (fwd + bwd, padding included); elementwise free",
+        ),
+        _row(
+            "model FLOP/s achieved",
+            achieved,
+            "FLOP/s",
+            "sum FLOPs / sum step time over the timed steps",
+        ),
+        _row(
+            f"torch matmul FLOP/s ({str(dtype).removeprefix('torch.')})",
+            matmul,
+            "FLOP/s",
+            f"best square matmul, n={matmul_n} (of {MATMUL_SIZES[device]}), same threads",
+        ),
+        _row(
+            "model FLOP utilisation vs matmul",
+            100 * achieved / matmul,
+            "%",
+            "achieved ÷ matmul FLOP/s",
+        ),
     ]
     if data_clips_per_s is not None:
-        rows.append(_row("data pipeline headroom", data_clips_per_s / (clips / sum(seconds)), "x", "data clips/s ÷ training clips/s (> 1: not input-bound; the worker shares the CPUs)", "> 1"))
+        rows.append(
+            _row(
+                "data pipeline headroom",
+                data_clips_per_s / (clips / sum(seconds)),
+                "x",
+                "data clips/s ÷ training clips/s (> 1: not input-bound; the worker shares the CPUs)",
+                "> 1",
+            )
+        )
     return rows
 
 
