@@ -51,7 +51,7 @@ def _read_audio(path: str):  # noqa: ANN202
     except FileNotFoundError:
         raise UsageError(f"no such audio file: {path}") from None
     except AudioError as err:
-        raise UsageError(f"cannot read {path} as audio: {err}") from None
+        raise UsageError(f"cannot read as audio: {err}") from None
 
 
 def keyword_ipa(args: argparse.Namespace) -> str:
@@ -71,7 +71,7 @@ def keyword_ipa(args: argparse.Namespace) -> str:
     try:
         return normalize_ipa(Espeak.shared().phonemize(args.text, voice=args.lang))
     except UnknownVoiceError as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(f"unknown language --lang {args.lang!r}: {err}") from None
 
 
 def _kws(args: argparse.Namespace) -> int:
@@ -81,7 +81,9 @@ def _kws(args: argparse.Namespace) -> int:
 
     audio = torch.as_tensor(_read_audio(args.audio))
     model = _load_model(args.model)
-    keyword = keyword_ipa(args) if model.cfg.units == "ipa" else (args.text or args.keyword)
+    keyword = keyword_ipa(args) if model.cfg.units == "ipa" else (args.text or args.keyword or "").strip()
+    if not keyword:
+        raise UsageError("the keyword is empty")
     n_segments = len(model.tokenizer.encode(keyword))
     window = args.window or default_window(n_segments)
     hits = search(model, audio, keyword, window=window, hop=args.hop, top=args.top)
