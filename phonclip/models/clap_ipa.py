@@ -42,7 +42,7 @@ class OptimConfig:
     """AdamW with linear warm-up then cosine decay; the loss's temperature and bias get their own LR."""
 
     lr: float = 1e-3
-    loss_lr: float = 1e-2
+    loss_lr: float = 0.0  # 0 keeps SigLIP's init (t=10, b=-10): fastest at small batch (docs/TUNING.md)
     weight_decay: float = 0.01
     warmup_steps: int = 100
     betas: tuple[float, float] = (0.9, 0.98)
