@@ -61,7 +61,7 @@ class WaveformAugment(nn.Module):
             return audio, lens
         speed = self.cfg.speeds[int(torch.randint(len(self.cfg.speeds), ()))]
         orig = 16_000
-        new = int(round(orig / speed / 100)) * 100
+        new = round(orig / speed / 100) * 100
         out = AF.resample(audio, orig, new)
         new_lens = torch.clamp((lens.float() * new / orig).long(), max=out.shape[1])
         return out, new_lens

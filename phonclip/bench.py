@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import os
-import platform
 import pkgutil
+import platform
 import sys
 import time
 from pathlib import Path

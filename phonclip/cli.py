@@ -34,7 +34,7 @@ def _corpus(args: argparse.Namespace) -> int:
     return synthetic.main(args.overrides)
 
 
-def _load_model(path: str):  # noqa: ANN202
+def _load_model(path: str):
     from phonclip.api import load
 
     try:
@@ -43,7 +43,7 @@ def _load_model(path: str):  # noqa: ANN202
         raise UsageError(str(err)) from None
 
 
-def _read_audio(path: str):  # noqa: ANN202
+def _read_audio(path: str):
     from phonclip.audio import AudioError, load_audio
 
     try:

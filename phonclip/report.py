@@ -29,7 +29,7 @@ class Target:
     met: Any  # callable(float) -> bool
 
 
-def _metric(arm: str, path: str):  # noqa: ANN202
+def _metric(arm: str, path: str):
     return lambda results: flatten(results[arm]["metrics"]).get(path)
 
 

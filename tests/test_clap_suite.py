@@ -6,7 +6,14 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
-from phonclip.eval.clap_suite import EmbeddedSet, kws, minimal_pair_accuracy, per_language, retrieval, subsample
+from phonclip.eval.clap_suite import (
+    EmbeddedSet,
+    kws,
+    minimal_pair_accuracy,
+    per_language,
+    retrieval,
+    subsample,
+)
 from phonclip.minimal_pairs import MinimalPairSampler
 
 WORDS = ["kato", "ɡato", "pero", "bero", "mano", "nano", "sol", "zol", "tu", "du", "la", "ra"]

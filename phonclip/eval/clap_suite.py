@@ -16,7 +16,6 @@ from phonclip.eval.plots import per_language_bars, similarity_matrix
 from phonclip.eval.retrieval import chance_levels, labels_to_relevance, retrieval_metrics
 from phonclip.minimal_pairs import MinimalPairSampler
 
-
 MIN_SPEECH_QUERIES = 20  # fewer clips with a same-IPA partner make speech→speech numbers noise
 
 

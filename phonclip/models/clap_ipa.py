@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from phonclip.audio import resample
 from phonclip.augment import AugmentConfig, WaveformAugment
 from phonclip.encoders.phone import PhoneEncoder, PhoneEncoderConfig
 from phonclip.encoders.speech import SpeechEncoder, SpeechEncoderConfig
@@ -144,8 +145,6 @@ class ClapIpa(PhonclipModel):
     @torch.no_grad()
     def embed_speech(self, waveforms: list[Any], sample_rate: int = 16_000, batch_size: int = 32) -> Tensor:
         """Embeddings of waveforms at any sample rate (resampled to 16 kHz), batched, no grad; [N, D] on CPU."""
-        from phonclip.audio import resample
-
         was_training = self.training
         self.eval()
         clips = [torch.as_tensor(resample(torch.as_tensor(w, dtype=torch.float32), sample_rate, 16_000))
