@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 import torch
 from omegaconf import DictConfig
+from tiny import TINY_CORPUS, corpus_overrides
 
 from data_modules.espeak import Espeak
 from phonclip import runner
@@ -28,21 +29,7 @@ from phonclip.ipa import normalize_ipa
 from phonclip.models.clap_ipa import ClapIpa
 
 EMBED_DIM = 32
-CORPUS = {
-    "seen_languages": "[de,es]",
-    "unseen_languages": "[vi]",
-    "words_per_language": 8,
-    "unseen_words_per_language": 6,
-    "heldout_word_fraction": 0.25,
-    "renditions_per_word": 2,
-    "valid_words_per_language": 2,
-    "test_voices_words_per_language": 2,
-    "train_phrases_per_language": 2,
-    "phrases_per_language": 2,
-    "phrase_words": "[2,3]",
-    "shard_size": 16,
-    "workers": 2,
-}
+CORPUS = TINY_CORPUS | {"seen_languages": ["de", "es"], "workers": 2}
 MODEL = {
     "embed_dim": EMBED_DIM,
     "speech.exit_layer": 1,
@@ -73,7 +60,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
         "checkpoint.every_n_train_steps=1",
         "data.num_workers=0",
         "data.max_batch_seconds=8",
-        *(f"data.corpus.{k}={v}" for k, v in CORPUS.items()),
+        *corpus_overrides("data.corpus", CORPUS),
         *(f"model.{k}={v}" for k, v in MODEL.items()),
     ]
     built: list[ClapIpa] = []

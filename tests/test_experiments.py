@@ -4,22 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny import TINY_CORPUS, corpus_overrides
 from transformers import BertConfig, BertModel, WhisperConfig, WhisperModel
 
 from data_modules.synthetic import SyntheticConfig, generate_corpus, shards
 from phonclip import config, runner
 
-TINY_CORPUS = {
-    "seen_languages": ["en", "de"],
-    "unseen_languages": ["ro"],
-    "words_per_language": 24,
-    "unseen_words_per_language": 16,
-    "renditions_per_word": 1,
-    "valid_words_per_language": 4,
-    "test_voices_words_per_language": 4,
-    "train_phrases_per_language": 2,
-    "phrases_per_language": 2,
-}
 TINY_MODEL = [
     "model.embed_dim=32",
     "model.phone.hidden_size=32",
@@ -28,10 +18,6 @@ TINY_MODEL = [
     "model.phone.intermediate_size=64",
     "model.eval.gallery_size=40",
 ]
-
-
-def _dotlist(prefix: str, values: dict) -> list[str]:
-    return [f"{prefix}.{k}={v}".replace("'", "") for k, v in values.items()]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +43,7 @@ def tiny_pretrained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 def _data_overrides(name: str, corpus: Path, pretrained: dict[str, Path]) -> list[str]:
     (_, cfg), *_ = config.load(name)
     if cfg.data.name == "synthetic":
-        return _dotlist("data.corpus", TINY_CORPUS) + ["data.num_workers=0"]
+        return corpus_overrides("data.corpus", TINY_CORPUS) + ["data.num_workers=0"]
     if cfg.data.name == "ipapack":
         def split(name: str) -> str:
             return "[" + ",".join(map(str, shards(corpus, name))) + "]"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from tiny import TINY_CORPUS
 
 from data_modules.synthetic import (
     MANIFEST,
@@ -29,24 +30,9 @@ from data_modules.synthetic import (
     shards,
 )
 
-TINY = {
-    "seen_languages": ["de", "fr"],
-    "unseen_languages": ["vi"],
-    "words_per_language": 8,
-    "unseen_words_per_language": 6,
-    "heldout_word_fraction": 0.25,
-    "renditions_per_word": 2,
-    "valid_words_per_language": 2,
-    "test_voices_words_per_language": 2,
-    "train_phrases_per_language": 2,
-    "phrases_per_language": 2,
-    "phrase_words": [2, 3],
-    "shard_size": 16,
-}
-
 
 def tiny(**overrides) -> SyntheticConfig:
-    return SyntheticConfig(**(TINY | overrides))
+    return SyntheticConfig(**(TINY_CORPUS | overrides))
 
 
 def read_split(root: Path, split: str) -> list[dict]:
@@ -145,7 +131,7 @@ def test_splits_are_disjoint_where_they_must_be(corpus: Path) -> None:
 def test_killed_run_leaves_no_half_corpus(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PHONCLIP_CACHE", str(tmp_path))
     final = corpus_dir(tiny(seed=7))
-    args = [f"{k}={json.dumps(v)}" for k, v in TINY.items()] + ["seed=7"]
+    args = [f"{k}={json.dumps(v)}" for k, v in TINY_CORPUS.items()] + ["seed=7"]
     code = f"from data_modules.synthetic import main; main({args + ['workers=1']!r})"
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
