@@ -70,6 +70,7 @@ class SyntheticConfig:
     heldout_word_fraction: float = 0.15  # of those, never trained on (test_seen)
     unseen_words_per_language: int = 130  # per unseen language, before dropping IPA seen in train
     renditions_per_word: int = 4  # train clips per train word, each a different voice
+    test_renditions: int = 2  # clips per test word (test_seen, test_unseen, test_voices): speech→speech
     valid_words_per_language: int = 20
     test_voices_words_per_language: int = 25
     train_phrases_per_language: int = 100  # phrase clips of train words (aligner training)
@@ -121,11 +122,16 @@ class SyntheticConfig:
                 raise ValueError(f"{key}={[a, b]} must be an ordered [min, max] within {lo}..{hi}")
         if not 1 <= self.phrase_words[0] <= self.phrase_words[1]:
             raise ValueError(f"phrase_words={self.phrase_words} must be an ordered [min, max] >= 1")
-        if self.renditions_per_word > len(self.train_voices):
-            raise ValueError(
-                f"renditions_per_word={self.renditions_per_word} exceeds the "
-                f"{len(self.train_voices)} train_voices (each rendition uses a different voice)"
-            )
+        for key, voices in (
+            ("renditions_per_word", "train_voices"),
+            ("test_renditions", "train_voices"),
+            ("test_renditions", "heldout_voices"),
+        ):
+            if not 1 <= getattr(self, key) <= len(getattr(self, voices)):
+                raise ValueError(
+                    f"{key}={getattr(self, key)} must be between 1 and the "
+                    f"{len(getattr(self, voices))} {voices} (each rendition uses a different voice)"
+                )
         if self.shard_size < 1 or self.workers < 1:
             raise ValueError("shard_size and workers must be >= 1")
 
@@ -336,15 +342,15 @@ def plan_clips(
         for w in _sample(train[lang], cfg.valid_words_per_language, rng):
             plan.add("valid", lang, (w.text,), cfg.train_voices, rng)
         for w in _sample(train[lang], cfg.test_voices_words_per_language, rng):
-            plan.add("test_voices", lang, (w.text,), cfg.heldout_voices, rng)
+            plan.add("test_voices", lang, (w.text,), cfg.heldout_voices, rng, cfg.test_renditions)
         for w in test_seen[lang]:
-            plan.add("test_seen", lang, (w.text,), cfg.train_voices, rng)
+            plan.add("test_seen", lang, (w.text,), cfg.train_voices, rng, cfg.test_renditions)
         for words in _phrases(test_seen[lang], cfg.phrases_per_language, cfg.phrase_words, rng):
             plan.add("test_phrases", lang, words, cfg.train_voices, rng)
     for lang in cfg.unseen_languages:
         rng = random.Random(f"{cfg.seed}/clips/{lang}")
         for w in unseen[lang]:
-            plan.add("test_unseen", lang, (w.text,), cfg.train_voices, rng)
+            plan.add("test_unseen", lang, (w.text,), cfg.train_voices, rng, cfg.test_renditions)
         for words in _phrases(unseen[lang], cfg.phrases_per_language, cfg.phrase_words, rng):
             plan.add("test_phrases", lang, words, cfg.train_voices, rng)
     for split, clips in plan.clips.items():

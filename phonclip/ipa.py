@@ -88,6 +88,18 @@ _DROP_INVISIBLE = str.maketrans(dict.fromkeys(_INVISIBLE))
 _LANG_MARKER = re.compile(r"\([a-z]{2,3}(?:-[a-z0-9]{1,8})*\)")
 
 
+# Spellings panphon cannot parse, rewritten to the nearest one it can (pattern, replacement), applied
+# after NFD:
+_REWRITES = (
+    # a modifier letter written twice (espeak's "zʲʲ") means it once
+    (re.compile(r"([ʰʲʷˠˤⁿˡ])\1+"), r"\1"),
+    # glottalisation written after a tone (espeak's Vietnamese "a˩ˀ") belongs to the vowel before
+    (re.compile(r"[˥˦˧˨˩][˥˦˧˨˩ˀ]*ˀ"), lambda m: "ˀ" * m[0].count("ˀ") + m[0].replace("ˀ", "")),
+    # voiceless raised r (Czech ř after a voiceless consonant): panphon has only the voiced r̝
+    (re.compile("r(?:\u031d[\u030a\u0325]+|[\u030a\u0325]+\u031d)"), "r\u031d"),
+)
+
+
 def _strip_markers(s: str) -> str:
     while "(" in s:
         stripped = _LANG_MARKER.sub("", s)
@@ -101,12 +113,15 @@ def normalize_ipa(s: str, keep_stress: bool = True) -> str:
     """The one IPA clean-up, so strings from espeak, G2P and corpora compare and tokenise alike.
 
     NFD; invisible joiners and espeak language markers such as ``(en)`` removed; look-alikes in
-    ``_LOOKALIKES`` mapped to IPA; stress marks optionally dropped; whitespace runs become a space.
+    ``_LOOKALIKES`` mapped to IPA; stress marks optionally dropped; whitespace runs become a space;
+    spellings panphon cannot parse rewritten by ``_REWRITES``.
     """
     s = unicodedata.normalize("NFD", s).translate(_DROP_INVISIBLE)
     s = _strip_markers(s).translate(_MAP_KEEP_STRESS if keep_stress else _MAP_DROP_STRESS)
-    s = " ".join(_strip_markers(s).split())
-    return unicodedata.normalize("NFD", s)
+    s = unicodedata.normalize("NFD", " ".join(_strip_markers(s).split()))
+    for pattern, replacement in _REWRITES:
+        s = pattern.sub(replacement, s)
+    return s
 
 
 @functools.cache

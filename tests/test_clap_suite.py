@@ -8,11 +8,11 @@ import torch.nn.functional as F
 
 from phonclip.eval.clap_suite import (
     EmbeddedSet,
+    draw_gallery,
     kws,
     minimal_pair_accuracy,
     per_language,
     retrieval,
-    subsample,
 )
 from phonclip.minimal_pairs import MinimalPairSampler
 
@@ -40,8 +40,10 @@ def _set(labels: list[str], noise: float = 0.0, seed: int = 0) -> EmbeddedSet:
 
 
 def test_oracle_is_perfect_in_every_direction():
-    s = _set(WORDS * 2)
-    out = retrieval(Oracle(), s)
+    words = WORDS + [w + "s" for w in WORDS]  # 24 ≥ MIN_SPEECH_QUERIES
+    gallery, partners = draw_gallery(_set(words * 2, noise=0.01), size=len(words), seed=0)
+    assert sorted(gallery.ipa) == sorted(words) and partners.ipa == gallery.ipa
+    out = retrieval(Oracle(), gallery, partners)
     for direction in ("phone→speech", "speech→phone", "speech→speech"):
         assert out[direction]["hit@1"] == 1.0 and out[direction]["mAP"] == 1.0, direction
         assert out[direction]["chance_hit@1"] < 0.2
@@ -75,8 +77,17 @@ def test_per_language_rows_use_own_gallery():
     assert rows["es"]["n"] == len(WORDS)
 
 
-def test_subsample_is_seeded_and_spans_the_set():
-    s = _set([f"w{i}" for i in range(100)])
-    a, b = subsample(s, 30, seed=3), subsample(s, 30, seed=3)
-    assert a.ipa == b.ipa and len(a.ipa) == 30
+def test_gallery_is_seeded_distinct_words_spanning_the_set_with_second_renditions():
+    s = _set([f"w{i}" for i in range(100)] + [f"w{i}" for i in range(0, 100, 2)], noise=0.1)
+    a, partners = draw_gallery(s, 30, seed=3)
+    b, _ = draw_gallery(s, 30, seed=3)
+    assert a.ipa == b.ipa and len(set(a.ipa)) == len(a.ipa) == 30
     assert max(int(w[1:]) for w in a.ipa) > 50
+    assert partners.ipa == [w for w in a.ipa if int(w[1:]) % 2 == 0]
+    assert not any(torch.equal(p, g) for p in partners.speech for g in a.speech)  # other clips, not copies
+
+
+def test_speech_to_speech_needs_enough_second_renditions():
+    gallery, partners = draw_gallery(_set(WORDS * 2), size=len(WORDS), seed=0)
+    assert "speech→speech" not in retrieval(Oracle(), gallery, partners)  # 12 < MIN_SPEECH_QUERIES
+    assert "speech→speech" not in retrieval(Oracle(), gallery)

@@ -106,7 +106,7 @@ def _rank(rank: int, init_file: str, out_dir: str) -> None:
 def _reference(model: ClapIpa) -> Tensor:
     """The single-process loss on the whole batch, with the hard negatives each rank draws from its rows.
 
-    A rank samples round(rate × its batch) minimal pairs of its own rows, and the loss gathers them
+    A rank samples round(rate × its batch) minimal pairs of its own rows with its own RNG, and the loss gathers them
     from every rank; one process does the same with the concatenation of those negatives.
     """
     samples = _samples()
@@ -115,9 +115,9 @@ def _reference(model: ClapIpa) -> Tensor:
     phones, _ = model._phone_batch(batch)
     if model.minimal_pairs is None:
         return model.loss(speech, phones)
-    hard = torch.cat(
-        [model._phone_batch(_batch(model, samples[r::WORLD]))[1] for r in range(WORLD)]
-    )
+    hard = model.phone_embedding(*model.tokenize(
+        [ipa for r in range(WORLD) for ipa in model.hard_negatives([s.ipa for s in samples[r::WORLD]], rank=r)]
+    ))
     return model.loss(speech, phones, extra_negatives_b=hard)
 
 

@@ -35,7 +35,7 @@ LANGUAGE_SAMPLES = [
     "kʷɔŋ˧˥ tʊŋ˥",
     "kˌo̞nnit͡ɕˈiwä",
 ]
-TRICKY = "ɡg:'ˈˌ ()enfr-͜͡ʧʤɚᵻ\u200d\u200bãçc\u0327\u0303¹⁵ː˥˩ʰtʃa5.\t\n"
+TRICKY = "ɡg:'ˈˌ ()enfr-͜͡ʧʤɚᵻ\u200d\u200bãçc\u0327\u0303¹⁵ː˥˩ˀʰʲtʃa5.\t\n\u031d\u030a\u0325"
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,9 @@ def test_normalize_is_idempotent_and_nfd(s: str, keep_stress: bool) -> None:
         ("bɚd", "bə˞d"),
         ("ɹoʊzᵻz", "ɹoʊzɪ̈z"),
         ("ma⁵¹", "ma˥˩"),
+        ("zʲʲa", "zʲa"),  # doubled modifier letter
+        ("ŋa˩ˀ", "ŋaˀ˩"),  # glottalisation moved before the tone, onto the vowel
+        ("br\u031d\u030a", "br\u031d"),  # voiceless raised r -> r̝ (panphon has no voiceless one)
     ],
 )
 def test_normalize_cases(raw: str, expected: str) -> None:

@@ -228,3 +228,25 @@ def test_text_units_model_builds_and_trains() -> None:
     assert embedding.shape == (1, 32)
     torch.testing.assert_close(embedding.norm(dim=-1), torch.ones(1))
     assert (embedding - model.embed_phones(["gata"])).abs().max() > 1e-3
+
+
+def test_hard_negatives_repeat_per_rank_and_differ_across_ranks(ipa_tokenizer) -> None:
+    model = _model(ipa_tokenizer, rate=1.0)
+    ipa = _batch(ipa_tokenizer, 6)["ipa"]
+    assert model.hard_negatives(ipa, rank=0) == model.hard_negatives(ipa, rank=0)
+    assert model.hard_negatives(ipa, rank=0) != model.hard_negatives(ipa, rank=1)
+
+
+def test_hop_length_halves_the_frames_the_speech_encoder_reads(ipa_tokenizer) -> None:
+    torch.manual_seed(0)
+    model = ClapIpa({**_config(), "hop_length": 320}, ipa_tokenizer, seed=0)
+    lens = torch.tensor([16_000, 8_000])
+    assert model.logmel.frame_lengths(lens).tolist() == [50, 25]
+    assert model.embed_speech([_clip(0.5, seed=1)]).shape == (1, 32)
+
+
+def test_pretrained_speech_encoder_refuses_a_non_whisper_hop(ipa_tokenizer) -> None:
+    cfg = _config()
+    cfg["speech"] = {**cfg["speech"], "pretrained": "openai/whisper-base"}
+    with pytest.raises(ValueError, match="hop_length=320"):
+        ClapIpa({**cfg, "hop_length": 320}, ipa_tokenizer, seed=0)

@@ -124,8 +124,11 @@ def test_splits_are_disjoint_where_they_must_be(corpus: Path) -> None:
     variant = lambda m: m["voice"].partition("+")[2]
     train_voices = {variant(m) for m in metas["train"]}
     assert train_voices.isdisjoint(variant(m) for m in metas["test_voices"])
-    gallery = [m["words"][0]["ipa"] for m in metas["test_seen"]]
-    assert len(gallery) == len(set(gallery))
+    for split in ("test_seen", "test_unseen", "test_voices"):
+        renditions = defaultdict(list)  # each test word: test_renditions clips, each its own voice
+        for m in metas[split]:
+            renditions[m["lang"], m["words"][0]["ipa"]].append(variant(m))
+        assert renditions and all(len(set(v)) == len(v) == 2 for v in renditions.values()), split
 
 
 def test_killed_run_leaves_no_half_corpus(tmp_path, monkeypatch) -> None:

@@ -16,7 +16,7 @@ from phonclip.eval.plots import per_language_bars, similarity_matrix
 from phonclip.eval.retrieval import chance_levels, labels_to_relevance, retrieval_metrics
 from phonclip.minimal_pairs import MinimalPairSampler
 
-MIN_SPEECH_QUERIES = 20  # fewer clips with a same-IPA partner make speech→speech numbers noise
+MIN_SPEECH_QUERIES = 20  # fewer second renditions make speech→speech numbers noise
 
 
 @dataclass
@@ -45,12 +45,26 @@ def embed_set(model: Any, loader: Any, max_clips: int, desc: str) -> EmbeddedSet
     return EmbeddedSet(torch.cat(speech)[:n] if speech else torch.empty(0), ipa[:n], text[:n], lang[:n])
 
 
-def subsample(s: EmbeddedSet, size: int, seed: int) -> EmbeddedSet:
-    """A seeded random gallery of ``size`` clips, drawn across the whole set (shards are grouped by language)."""
-    if len(s.ipa) <= size:
-        return s
-    idx = sorted(random.Random(seed).sample(range(len(s.ipa)), size))
+def _take(s: EmbeddedSet, idx: list[int]) -> EmbeddedSet:
     return EmbeddedSet(s.speech[idx], [s.ipa[i] for i in idx], [s.text[i] for i in idx], [s.lang[i] for i in idx])
+
+
+def draw_gallery(s: EmbeddedSet, size: int, seed: int) -> tuple[EmbeddedSet, EmbeddedSet]:
+    """A seeded gallery of ``size`` distinct words (one clip each), and a second rendition of each
+    gallery word the set holds: the speech→speech queries. Drawn across the whole set."""
+    clips: dict[str, list[int]] = defaultdict(list)
+    for i, ipa in enumerate(s.ipa):
+        clips[ipa].append(i)
+    words = list(clips)
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(range(len(words)), min(size, len(words))))
+    gallery, partners = [], []
+    for w in chosen:
+        first, *others = clips[words[w]]
+        gallery.append(first)
+        if others:
+            partners.append(others[0])
+    return _take(s, gallery), _take(s, partners)
 
 
 def _queries(model: Any, s: EmbeddedSet) -> list[str]:
@@ -58,20 +72,18 @@ def _queries(model: Any, s: EmbeddedSet) -> list[str]:
     return s.ipa if model.cfg.units == "ipa" else s.text
 
 
-def retrieval(model: Any, s: EmbeddedSet) -> dict[str, dict[str, float]]:
-    """phone→speech, speech→phone and speech→speech mAP / Hit@k, each with its chance level."""
-    labels = _queries(model, s)
+def retrieval(model: Any, gallery: EmbeddedSet, partners: EmbeddedSet | None = None) -> dict[str, dict[str, float]]:
+    """phone→speech and speech→phone mAP / Hit@k over a gallery of distinct words, and speech→speech
+    (other renditions of gallery words as queries) when there are enough of them; with chance levels."""
+    labels = _queries(model, gallery)
     unique = sorted(set(labels))
     phones = model.embed_phones(unique)
     rel = labels_to_relevance(unique, labels)
-    out = {"phone→speech": _with_chance(phones @ s.speech.T, rel)}
-    out["speech→phone"] = _with_chance(s.speech @ phones.T, rel.T.contiguous())
-    n = len(labels)
-    off_diagonal = ~torch.eye(n, dtype=torch.bool)  # a clip is not in its own gallery
-    ss = (s.speech @ s.speech.T)[off_diagonal].view(n, n - 1)
-    rel_ss = labels_to_relevance(labels, labels)[off_diagonal].view(n, n - 1)
-    if int(rel_ss.any(dim=1).sum()) >= MIN_SPEECH_QUERIES:  # a set with one clip per word has none
-        out["speech→speech"] = _with_chance(ss, rel_ss)
+    out = {"phone→speech": _with_chance(phones @ gallery.speech.T, rel)}
+    out["speech→phone"] = _with_chance(gallery.speech @ phones.T, rel.T.contiguous())
+    if partners is not None and len(partners.ipa) >= MIN_SPEECH_QUERIES:
+        scores = partners.speech @ gallery.speech.T
+        out["speech→speech"] = _with_chance(scores, labels_to_relevance(partners.ipa, gallery.ipa))
     return out
 
 
@@ -123,8 +135,7 @@ def per_language(model: Any, s: EmbeddedSet) -> dict[str, dict[str, float]]:
         by_lang[lang].append(i)
     rows = {}
     for lang, idx in sorted(by_lang.items()):
-        sub = EmbeddedSet(s.speech[idx], [s.ipa[i] for i in idx], [s.text[i] for i in idx], [lang] * len(idx))
-        p2s = retrieval(model, sub)["phone→speech"]
+        p2s = retrieval(model, _take(s, idx))["phone→speech"]
         rows[lang] = {"n": len(idx), "hit@1": p2s["hit@1"], "mAP": p2s["mAP"], "chance_hit@1": p2s["chance_hit@1"]}
     return rows
 
@@ -138,11 +149,12 @@ def evaluate_clap(model: Any, datamodule: Any, out_dir: Path, cfg: Any, logger: 
     language_hits: dict[str, float] = {}
     test_sets = datamodule.test_sets()
     for name, loader in test_sets.items():
-        s = subsample(embed_set(model, loader, cfg.max_clips, name), cfg.gallery_size, cfg.kws_seed)
+        s, partners = draw_gallery(embed_set(model, loader, cfg.max_clips, name), cfg.gallery_size, cfg.kws_seed)
         if not s.ipa:
             continue
-        row: dict[str, Any] = {"clips": len(s.ipa), "distinct": len(set(_queries(model, s)))}
-        row |= retrieval(model, s)
+        row: dict[str, Any] = {"clips": len(s.ipa), "distinct": len(set(_queries(model, s))),
+                               "speech_queries": len(partners.ipa)}
+        row |= retrieval(model, s, partners)
         row["kws"] = kws(model, s, sampler, cfg.kws_seed)
         if sampler is not None:
             row["minimal_pair_acc"] = minimal_pair_accuracy(model, s, sampler, cfg.minimal_pair_k, cfg.kws_seed)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
@@ -25,6 +26,8 @@ from phonclip.features import LogMel, SpecAugment
 from phonclip.losses import SigLipLoss
 from phonclip.minimal_pairs import MinimalPairSampler
 from phonclip.models.base import PhonclipModel
+
+WHISPER_HOP = 160
 
 
 @dataclass
@@ -52,7 +55,7 @@ class OptimConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation sizes: each test set is scored on a seeded random gallery of ``gallery_size`` clips."""
+    """Evaluation sizes: each test set is scored on a seeded random gallery of ``gallery_size`` distinct words."""
 
     gallery_size: int = 500
     max_clips: int = 5000  # clips embedded per test set before drawing the gallery
@@ -66,6 +69,9 @@ class ClapIpaConfig:
     name: str = "clap_ipa"
     units: str = "ipa"  # "ipa": IPA segments; "text": orthographic characters (ablation)
     n_mels: int = 80
+    # Mel hop in samples: 160 (10 ms) is Whisper's and what its pretrained weights expect; 320 halves
+    # the frames a random-init speech encoder reads (docs/TUNING.md).
+    hop_length: int = 160
     embed_dim: int = 256
     siglip_chunk: int = 0  # 0: one chunk (dense)
     speech: SpeechEncoderConfig = field(default_factory=SpeechEncoderConfig)
@@ -74,6 +80,11 @@ class ClapIpaConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _process_rank() -> int:
+    """This process's rank in the default process group (0 without one): DDP with or without a Trainer."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def as_config(cfg: Any) -> DictConfig:
@@ -92,7 +103,12 @@ class ClapIpa(PhonclipModel):
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg), "seed": seed})
         self.cfg = cfg
         self.tokenizer = tokenizer
-        self.logmel = LogMel(n_mels=cfg.n_mels)
+        if cfg.speech.pretrained is not None and cfg.hop_length != WHISPER_HOP:
+            raise ValueError(
+                f"model.hop_length={cfg.hop_length}, but a pretrained Whisper encoder "
+                f"({cfg.speech.pretrained}) reads {WHISPER_HOP}-sample (10 ms) frames"
+            )
+        self.logmel = LogMel(n_mels=cfg.n_mels, hop_length=cfg.hop_length)
         self.specaugment = SpecAugment(**OmegaConf.to_container(cfg.augment.specaugment))
         self.wave_augment = WaveformAugment(cfg.augment)
         self.speech_encoder = SpeechEncoder(cfg.speech)
@@ -161,14 +177,19 @@ class ClapIpa(PhonclipModel):
         return torch.cat(out) if out else torch.empty(0, self.cfg.embed_dim)
 
     # ---- training ---------------------------------------------------------------------------
+    def hard_negatives(self, ipa: list[str], rank: int) -> list[str]:
+        """Minimal pairs of rows drawn from ``ipa``; seeded by (seed, step, rank), so resumes repeat them
+        and DDP ranks draw different ones."""
+        rng = random.Random(f"{self.seed}/{self.global_step}/{rank}")
+        n = max(1, round(self.cfg.hard_negatives.rate * len(ipa)))
+        return [self.minimal_pairs(rng.choice(ipa), rng) for _ in range(n)]
+
     def _phone_batch(self, batch: dict) -> tuple[Tensor, Tensor | None]:
         """Positive phone embeddings and, when enabled, minimal-pair hard-negative embeddings."""
         positives = self.phone_embedding(batch["phone_ids"], batch["phone_lens"])
         if self.minimal_pairs is None:
             return positives, None
-        rng = random.Random(self.seed * 7919 + self.global_step)
-        n = max(1, round(self.cfg.hard_negatives.rate * len(batch["ipa"])))
-        negatives = [self.minimal_pairs(rng.choice(batch["ipa"]), rng) for _ in range(n)]
+        negatives = self.hard_negatives(batch["ipa"], rank=_process_rank())
         return positives, self.phone_embedding(*self.tokenize(negatives))
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
