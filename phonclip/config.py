@@ -80,13 +80,9 @@ def experiment_names() -> list[str]:
 
 def load(name: str, overrides: list[str] | None = None) -> list[tuple[str, DictConfig]]:
     """Load experiment ``name`` and return ``(arm, config)`` pairs, one per arm (``("main", cfg)`` without arms)."""
-    path = EXPERIMENTS_DIR / f"{name}.yaml"
-    if not path.exists():
-        hint = _nearest(name, experiment_names())
-        raise ConfigError(f"no experiment {name!r} in experiments/{hint}; known: {', '.join(experiment_names())}")
     raw = OmegaConf.merge(
         OmegaConf.load(EXPERIMENTS_DIR / "base.yaml"),
-        OmegaConf.load(path),
+        _read_experiment(name, ()),
         OmegaConf.from_dotlist(list(overrides or [])),
     )
     raw.name = name
@@ -102,6 +98,23 @@ def load(name: str, overrides: list[str] | None = None) -> list[tuple[str, DictC
             OmegaConf.update(arm_raw, key, value, merge=True, force_add=True)
         configs.append((arm, _validate(arm_raw, ExperimentConfig, "")))
     return configs
+
+
+def _read_experiment(name: str, children: tuple[str, ...]) -> DictConfig:
+    """``experiments/<name>.yaml`` merged over the experiment it names in ``extends`` (if any), so an
+    ablation restates only what it changes."""
+    path = EXPERIMENTS_DIR / f"{name}.yaml"
+    if not path.exists():
+        hint = _nearest(name, experiment_names())
+        raise ConfigError(f"no experiment {name!r} in experiments/{hint}; known: {', '.join(experiment_names())}")
+    raw = OmegaConf.load(path)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if parent == name or parent in children:
+        chain = " -> ".join((*children, name, parent))
+        raise ConfigError(f"experiments/{name}.yaml: extends {parent!r} makes a cycle ({chain})")
+    return OmegaConf.merge(_read_experiment(parent, (*children, name)), raw)
 
 
 def from_yaml(path: str | Path) -> DictConfig:

@@ -55,3 +55,39 @@ def test_arms_expand_with_their_overrides():
     rates = sorted(cfg.model.hard_negatives.rate for cfg in arms.values())
     assert rates[0] == 0 and rates[1] > 0
     assert all(not cfg.arms for cfg in arms.values())
+
+
+def test_ablations_extend_the_default_recipe():
+    (_, default), *_ = config.load("clap_ipa")
+    for name in ("ablation_hardneg", "ablation_text_vs_phone"):
+        for _, cfg in config.load(name):
+            assert cfg.model.phone == default.model.phone
+            assert cfg.model.hop_length == default.model.hop_length
+            assert cfg.data == default.data
+
+
+def _write_experiments(tmp_path, monkeypatch, **yamls: str) -> None:
+    (tmp_path / "base.yaml").write_text("seed: 0\n")
+    for name, text in yamls.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    monkeypatch.setattr(config, "EXPERIMENTS_DIR", tmp_path)
+
+
+def test_extends_merges_parent_then_child_then_overrides(tmp_path, monkeypatch):
+    _write_experiments(
+        tmp_path, monkeypatch,
+        parent="trainer: {max_steps: 10, log_every_n_steps: 5}\ndata: {name: synthetic}\nmodel: {name: clap_ipa, embed_dim: 64}\n",
+        child="extends: parent\ntrainer: {max_steps: 20}\n",
+        grandchild="extends: child\nmodel: {embed_dim: 32}\n",
+    )  # fmt: skip
+    (_, cfg), *_ = config.load("grandchild", ["trainer.log_every_n_steps=7"])
+    assert (cfg.trainer.max_steps, cfg.trainer.log_every_n_steps, cfg.model.embed_dim) == (20, 7, 32)
+    assert "extends" not in cfg
+
+
+def test_extends_cycle_and_missing_parent_are_named(tmp_path, monkeypatch):
+    _write_experiments(tmp_path, monkeypatch, a="extends: b\n", b="extends: a\n", c="extends: nowhere\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        config.load("a")
+    with pytest.raises(ConfigError, match="nowhere"):
+        config.load("c")

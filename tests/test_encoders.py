@@ -232,3 +232,22 @@ def test_token_dropout_keeps_features_and_is_train_only():
     enc.eval()
     eval_out = enc.pooled(ids, lens)
     assert not torch.allclose(eval_out[0], eval_out[1])
+
+
+@pytest.mark.parametrize("as_features", [True, False])
+def test_untrained_tokens_are_read_from_features_at_inference(as_features: bool) -> None:
+    torch.manual_seed(0)
+    cfg = PhoneEncoderConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, dropout=0.0,
+                             untrained_tokens_as_features=as_features)  # fmt: skip
+    features = torch.randn(6, 4)
+    features[3] = features[4] = features[2]  # same features; 2 is trained, 3 and 4 are not
+    enc = PhoneEncoder(cfg, vocab_size=6, feature_matrix=features)
+    enc.mark_trained(torch.tensor([[2, 5, 0]]), torch.tensor([2]))
+    assert enc.trained_tokens.tolist() == [False, False, True, False, False, True]
+    assert enc.state_dict()["trained_tokens"].sum() == 2  # saved with checkpoints
+    with torch.no_grad():
+        trained, untrained, other_untrained = enc.eval().pooled(torch.tensor([[2], [3], [4]]), torch.ones(3, dtype=int))
+        train_mode = enc.train().pooled(torch.tensor([[3], [4]]), torch.ones(2, dtype=int))
+    assert torch.equal(untrained, other_untrained) == as_features
+    assert not torch.allclose(trained, untrained)
+    assert not torch.allclose(train_mode[0], train_mode[1])  # training reads every identity embedding

@@ -212,6 +212,8 @@ def test_a_few_steps_overfit_a_fixed_batch(ipa_tokenizer) -> None:
     b = len(batch["ipa"])
     collapsed = math.log(b) + (b - 1) * math.log(b / (b - 1))
     assert losses[-1] < collapsed - 0.3 and losses[-1] < 0.5 * losses[0], losses
+    trained = model.phone_encoder.trained_tokens
+    assert set(trained.nonzero().flatten().tolist()) == set(batch["phone_ids"].unique().tolist()) - {0}
 
 
 def test_text_units_model_builds_and_trains() -> None:

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 
@@ -36,6 +37,9 @@ class PhoneEncoderConfig:
     # Training only: drop a token's identity embedding with this probability, keeping its
     # articulatory features, so the encoder learns to read segments it never saw from features.
     token_dropout: float = 0.0
+    # Inference only: a token no training transcription used has an identity embedding that was never
+    # trained, so it is read from its articulatory features alone, as token dropout taught.
+    untrained_tokens_as_features: bool = True
 
 
 def _build_bert(cfg: PhoneEncoderConfig, vocab_size: int, pad_id: int) -> BertModel:
@@ -101,11 +105,22 @@ class PhoneEncoder(nn.Module):
             # keeps the feature term on the scale of the token rows.
             self.feature_proj = nn.Linear(feature_matrix.shape[1], self.hidden_size, bias=False)
             nn.init.normal_(self.feature_proj.weight, std=self.bert.config.initializer_range)
+            self.register_buffer("trained_tokens", torch.zeros(vocab_size, dtype=torch.bool))
 
     @property
     def hidden_size(self) -> int:
         """Width of the segment states, for sizing projection heads."""
         return self.bert.config.hidden_size
+
+    def mark_trained(self, ids: Tensor, lens: Tensor) -> None:
+        """Record the tokens of training transcriptions (every rank's under DDP, so ranks agree)."""
+        if self.feature_proj is None:
+            return
+        used = torch.zeros(self.trained_tokens.shape, dtype=torch.int32, device=ids.device)
+        used[ids[lengths_to_mask(lens, ids.shape[1])]] = 1
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(used, op=dist.ReduceOp.MAX)
+        self.trained_tokens |= used.bool()
 
     def forward(self, ids: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
         """Return (hidden [B, L, D], mask [B, L] bool) for token ids padded past ``lens``."""
@@ -125,6 +140,8 @@ class PhoneEncoder(nn.Module):
             if self.training and self.cfg.token_dropout > 0:
                 keep = torch.rand(ids.shape, device=ids.device) >= self.cfg.token_dropout
                 embeds = embeds * keep.unsqueeze(-1).to(embeds.dtype)
+            elif not self.training and self.cfg.untrained_tokens_as_features and self.trained_tokens.any():
+                embeds = embeds * self.trained_tokens[ids].unsqueeze(-1).to(embeds.dtype)
             embeds = embeds + self.feature_proj(self.feature_matrix[ids])
         hidden = self.bert(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
         return hidden, mask

@@ -193,6 +193,7 @@ class ClapIpa(PhonclipModel):
         return positives, self.phone_embedding(*self.tokenize(negatives))
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        self.phone_encoder.mark_trained(batch["phone_ids"], batch["phone_lens"])
         audio, audio_lens = self.wave_augment(batch["audio"], batch["audio_lens"])
         speech = self.speech_embedding(audio, audio_lens)
         phones, hard = self._phone_batch(batch)
