@@ -252,3 +252,9 @@ def test_pretrained_speech_encoder_refuses_a_non_whisper_hop(ipa_tokenizer) -> N
     cfg["speech"] = {**cfg["speech"], "pretrained": "openai/whisper-base"}
     with pytest.raises(ValueError, match="hop_length=320"):
         ClapIpa({**cfg, "hop_length": 320}, ipa_tokenizer, seed=0)
+
+
+def test_siglip_init_comes_from_the_config(ipa_tokenizer) -> None:
+    model = ClapIpa({**_config(), "siglip_init_temperature": 20.0, "siglip_init_bias": -5.0}, ipa_tokenizer, seed=0)
+    assert model.loss.logit_scale.exp().item() == pytest.approx(20.0)
+    assert model.loss.logit_bias.item() == -5.0

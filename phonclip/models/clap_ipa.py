@@ -74,6 +74,10 @@ class ClapIpaConfig:
     hop_length: int = 160
     embed_dim: int = 256
     siglip_chunk: int = 0  # 0: one chunk (dense)
+    # SigLIP's init (t = 10, b = -10) suits batches of ~32k, where b ~ -log(negatives per row); small
+    # batches start closer to their prior with b ~ -log(batch) (docs/TUNING.md).
+    siglip_init_temperature: float = 10.0
+    siglip_init_bias: float = -10.0
     speech: SpeechEncoderConfig = field(default_factory=SpeechEncoderConfig)
     phone: PhoneEncoderConfig = field(default_factory=PhoneEncoderConfig)
     hard_negatives: HardNegativeConfig = field(default_factory=HardNegativeConfig)
@@ -116,7 +120,11 @@ class ClapIpa(PhonclipModel):
         self.phone_encoder = PhoneEncoder(cfg.phone, vocab_size=tokenizer.vocab_size, feature_matrix=features)
         self.speech_proj = nn.Linear(self.speech_encoder.hidden_size, cfg.embed_dim)
         self.phone_proj = nn.Linear(self.phone_encoder.hidden_size, cfg.embed_dim)
-        self.loss = SigLipLoss(chunk_size=cfg.siglip_chunk or None)
+        self.loss = SigLipLoss(
+            init_logit_scale=math.log(cfg.siglip_init_temperature),
+            init_logit_bias=cfg.siglip_init_bias,
+            chunk_size=cfg.siglip_chunk or None,
+        )
         hn = cfg.hard_negatives
         self.minimal_pairs = (
             MinimalPairSampler(
