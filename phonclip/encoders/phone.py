@@ -38,7 +38,8 @@ class PhoneEncoderConfig:
     # articulatory features, so the encoder learns to read segments it never saw from features.
     token_dropout: float = 0.0
     # Inference only: a token no training transcription used has an identity embedding that was never
-    # trained, so it is read from its articulatory features alone, as token dropout taught.
+    # trained, so it is read from its articulatory features alone, as token dropout taught (no effect
+    # until a training step has recorded the tokens it used: ``trained_tokens``).
     untrained_tokens_as_features: bool = True
 
 
