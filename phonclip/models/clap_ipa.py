@@ -74,8 +74,8 @@ class ClapIpaConfig:
     hop_length: int = 160
     embed_dim: int = 256
     siglip_chunk: int = 0  # 0: one chunk (dense)
-    # SigLIP's init (t = 10, b = -10) suits batches of ~32k, where b ~ -log(negatives per row); small
-    # batches start closer to their prior with b ~ -log(batch) (docs/TUNING.md).
+    # SigLIP's init: the paper's t = 10, b = -10 (chosen for ~32k batches); docs/TUNING.md has one run
+    # with b = -5 at this project's ~110-clip batches.
     siglip_init_temperature: float = 10.0
     siglip_init_bias: float = -10.0
     speech: SpeechEncoderConfig = field(default_factory=SpeechEncoderConfig)
