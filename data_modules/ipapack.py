@@ -387,6 +387,11 @@ class Batches(IterableDataset):
             yield collate([], self.tokenizer, self.units, rest)
 
 
+def _already_collated(batch: dict[str, Any]) -> dict[str, Any]:
+    """``Batches`` yields collated tensors; torch's default converter would walk every clip's meta."""
+    return batch
+
+
 class BatchLoader(DataLoader):
     """DataLoader over ``Batches``: a shuffle per pass, empty batches absorbed, drops totalled, resumable.
 
@@ -410,7 +415,11 @@ class BatchLoader(DataLoader):
         lookahead: int = 0,
     ) -> None:
         super().__init__(
-            dataset, batch_size=None, num_workers=num_workers, pin_memory=torch.cuda.is_available()
+            dataset,
+            batch_size=None,
+            num_workers=num_workers,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=_already_collated,
         )
         if epoch_batches is not None and epoch_batches < 1:
             raise ValueError(f"epoch_batches must be >= 1 or None, got {epoch_batches}")

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 import torchaudio
 import webdataset as wds
@@ -41,7 +40,7 @@ from data_modules.espeak import (
 from data_modules.ipapack import IpapackConfig, IpapackDataModule, StreamConfig, as_config
 from data_modules.schema import SAMPLE_RATE
 
-GENERATOR_VERSION = 1  # bump when the output of the same config changes
+GENERATOR_VERSION = 2  # bump when the output of the same config changes
 SPLITS = ("train", "valid", "test_seen", "test_unseen", "test_voices", "test_phrases")
 WORDFREQ_CODES = {"hr": "sh"}  # wordfreq files Croatian under Serbo-Croatian
 MANIFEST = "manifest.json"
@@ -474,8 +473,9 @@ def _plan_language(task: tuple[str, int, dict[str, Any]]) -> tuple[str, list[Wor
 _resampler: torchaudio.transforms.Resample | None = None
 
 
-def _to_flac(audio: np.ndarray, rate: int) -> tuple[bytes, int]:
-    """int16 at espeak's rate -> 16 kHz FLAC bytes and the resampled length."""
+def _to_pcm16(audio: np.ndarray, rate: int) -> tuple[bytes, int]:
+    """int16 at espeak's rate -> 16 kHz int16 ``.npy`` bytes and their length: loading one costs a
+    quarter of decoding FLAC, and the DataLoader worker decodes beside training (docs/BENCHMARKS.md)."""
     global _resampler
     if _resampler is None or _resampler.orig_freq != rate:
         torch.set_num_threads(1)
@@ -484,7 +484,7 @@ def _to_flac(audio: np.ndarray, rate: int) -> tuple[bytes, int]:
         wave = _resampler(torch.from_numpy(audio.astype(np.float32) / 32768.0))
     pcm = (wave.clamp(-1.0, 1.0) * 32767.0).round().to(torch.int16).numpy()
     buf = io.BytesIO()
-    sf.write(buf, pcm, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    np.save(buf, pcm, allow_pickle=False)
     return buf.getvalue(), len(pcm)
 
 
@@ -516,11 +516,11 @@ def _write_shard(
             drops[clip.lang][reason] += 1
             continue
         cleanup.update(utt.counts)
-        flac, n = _to_flac(utt.audio, utt.sample_rate)
+        pcm, n = _to_pcm16(utt.audio, utt.sample_rate)
         seconds += n / SAMPLE_RATE
         rendered[clip.key] = {
             "__key__": clip.key,
-            "flac": flac,
+            "npy": pcm,
             "txt": utt.ipa.encode(),
             "json": json.dumps(
                 _meta(clip, utt, n / SAMPLE_RATE), ensure_ascii=False, sort_keys=True

@@ -251,3 +251,18 @@ def test_untrained_tokens_are_read_from_features_at_inference(as_features: bool)
     assert torch.equal(untrained, other_untrained) == as_features
     assert not torch.allclose(trained, untrained)
     assert not torch.allclose(train_mode[0], train_mode[1])  # training reads every identity embedding
+
+
+def test_tokens_with_features_training_never_saw_are_left_out_at_inference() -> None:
+    torch.manual_seed(0)
+    cfg = PhoneEncoderConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, dropout=0.0)
+    features = torch.tensor([[0.0, 0, 0], [0, 0, 0], [1, -1, 0], [-1, 1, 0], [0, 1, 0], [0, 0, 1]])
+    enc = PhoneEncoder(cfg, vocab_size=6, feature_matrix=features)  # column 2 is a tone feature
+    enc.mark_trained(torch.tensor([[2, 3]]), torch.tensor([2]))
+    assert enc.readable_tokens().tolist() == [False, False, True, True, True, False]
+    enc.eval()
+    with torch.no_grad():
+        word, with_tone, tone_only = enc.pooled(torch.tensor([[2, 4, 0], [2, 4, 5], [5, 0, 0]]), torch.tensor([2, 3, 1]))
+        torch.testing.assert_close(with_tone, word)  # the tone letter is masked, not read as noise
+        assert torch.isfinite(tone_only).all()  # a transcription of unreadable tokens only keeps them
+        assert not torch.allclose(enc.train().pooled(torch.tensor([[2, 4, 5]]), torch.tensor([3]))[0], word)

@@ -12,7 +12,7 @@ from data_modules.synthetic import MANIFEST, SyntheticConfig, generate_corpus
 TARGET_CLIPS_PER_S = 500  # on 2 cores
 SUBSET = {"seen_languages": ["en", "de", "ru", "fi"], "unseen_languages": ["vi", "da"]}
 WORDS_PER_LANGUAGE = 300
-STEPS = "espeak, resample to 16 kHz, FLAC, tar"
+STEPS = "espeak, resample to 16 kHz, int16 npy, tar"
 
 
 def run() -> list[dict]:
@@ -33,7 +33,7 @@ def run() -> list[dict]:
     rows = [
         ("corpus synthesis, clips only", clips / render_s, "clips/s", target, f"{setup}; {STEPS}"),
         ("corpus synthesis, end to end", clips / total_s, "clips/s", "—", "plus choosing words"),
-        ("corpus size per clip", kb_per_clip, "kB", "—", "FLAC + IPA + JSON timings in tar"),
+        ("corpus size per clip", kb_per_clip, "kB", "—", "int16 npy + IPA + JSON timings in tar"),
     ]
     keys = ("benchmark", "value", "unit", "target", "note")
     return [dict(zip(keys, row)) for row in rows]

@@ -20,7 +20,7 @@ import random
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import lightning as L
@@ -124,15 +124,19 @@ def _sync() -> None:
 
 
 def _time_training(
-    model: L.LightningModule, batches: list[dict[str, Any]], cfg: DictConfig, precision: str
+    model: L.LightningModule,
+    batches: Iterable[dict[str, Any]],
+    steps: int,
+    cfg: DictConfig,
+    precision: str,
 ) -> list[float]:
-    """Seconds of each step of a real ``fit`` over ``batches`` (one device, no logger, no checkpoints)."""
+    """Seconds of each of ``steps`` steps of a real ``fit`` over ``batches`` (one device, no logger, no checkpoints)."""
     timer = _StepTimer(_sync)
     trainer = L.Trainer(
         accelerator="auto",
         devices=1,
         precision=precision,
-        max_steps=len(batches),
+        max_steps=steps,
         gradient_clip_val=cfg.trainer.gradient_clip_val,
         accumulate_grad_batches=cfg.trainer.accumulate_grad_batches,
         limit_val_batches=0,
@@ -147,7 +151,7 @@ def _time_training(
         warnings.filterwarnings(
             "ignore", message=".*(does not have many workers|no `val_dataloader`).*"
         )
-        trainer.fit(model, train_dataloaders=_Replay(batches))
+        trainer.fit(model, train_dataloaders=batches)
     return timer.seconds
 
 
@@ -260,7 +264,7 @@ def run() -> list[dict]:
 
     timed = batches[WARMUP_STEPS:]
     flops = [count_train_step_flops(model, b) for b in timed]
-    seconds = _time_training(model, batches, cfg, precision)[WARMUP_STEPS:]
+    seconds = _time_training(model, _Replay(batches), n_steps, cfg, precision)[WARMUP_STEPS:]
     clips = sum(len(b["ipa"]) for b in timed)
     audio_s = sum(float(b["audio_lens"].sum()) for b in timed) / SAMPLE_RATE
     achieved = sum(flops) / sum(seconds)
@@ -317,15 +321,30 @@ def run() -> list[dict]:
         ),
     ]
     if data_clips_per_s is not None:
-        rows.append(
+        loader = datamodule.train_dataloader()
+        alongside = _time_training(model, loader, n_steps, cfg, precision)[WARMUP_STEPS:]
+        rows += [
             _row(
                 "data pipeline headroom",
                 data_clips_per_s / (clips / sum(seconds)),
                 "x",
                 "data clips/s ÷ training clips/s (> 1: not input-bound; the worker shares the CPUs)",
                 "> 1",
-            )
-        )
+            ),
+            _row(
+                "training: s/step, DataLoader alongside",
+                statistics.median(alongside),
+                "s",
+                f"median of {TIMED_STEPS} steps reading the train DataLoader "
+                f"({cfg.data.num_workers} worker(s)) as training does",
+            ),
+            _row(
+                "training: slow-down from the DataLoader",
+                100 * (statistics.median(alongside) / statistics.median(seconds) - 1),
+                "%",
+                "s/step alongside ÷ s/step on prefetched batches − 1: the worker's CPU use",
+            ),
+        ]
     return rows
 
 

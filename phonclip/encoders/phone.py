@@ -38,8 +38,9 @@ class PhoneEncoderConfig:
     # articulatory features, so the encoder learns to read segments it never saw from features.
     token_dropout: float = 0.0
     # Inference only: a token no training transcription used has an identity embedding that was never
-    # trained, so it is read from its articulatory features alone, as token dropout taught (no effect
-    # until a training step has recorded the tokens it used: ``trained_tokens``).
+    # trained, so it is read from its articulatory features alone, as token dropout taught; one with
+    # no feature training ever saw is left out (masked) as unreadable. No effect until a training
+    # step has recorded the tokens it used (``trained_tokens``).
     untrained_tokens_as_features: bool = True
 
 
@@ -123,6 +124,12 @@ class PhoneEncoder(nn.Module):
             dist.all_reduce(used, op=dist.ReduceOp.MAX)
         self.trained_tokens |= used.bool()
 
+    def readable_tokens(self) -> Tensor:
+        """Tokens training taught the encoder to read: used in training, or carrying a feature some
+        training token had (tone letters, when no training language has tones, are neither)."""
+        trained_features = (self.feature_matrix[self.trained_tokens] != 0).any(dim=0)
+        return self.trained_tokens | (self.feature_matrix[:, trained_features] != 0).any(dim=1)
+
     def forward(self, ids: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
         """Return (hidden [B, L, D], mask [B, L] bool) for token ids padded past ``lens``."""
         if ids.ndim != 2 or lens.shape != ids.shape[:1]:
@@ -143,6 +150,7 @@ class PhoneEncoder(nn.Module):
                 embeds = embeds * keep.unsqueeze(-1).to(embeds.dtype)
             elif not self.training and self.cfg.untrained_tokens_as_features and self.trained_tokens.any():
                 embeds = embeds * self.trained_tokens[ids].unsqueeze(-1).to(embeds.dtype)
+                mask = _keep_one(mask & self.readable_tokens()[ids], mask)
             embeds = embeds + self.feature_proj(self.feature_matrix[ids])
         hidden = self.bert(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
         return hidden, mask
@@ -151,3 +159,8 @@ class PhoneEncoder(nn.Module):
         """One vector per transcription (masked mean over real tokens), for the contrastive loss."""
         hidden, mask = self(ids, lens)
         return masked_mean(hidden, mask)
+
+
+def _keep_one(mask: Tensor, fallback: Tensor) -> Tensor:
+    """``mask``, except rows it would leave empty keep ``fallback``'s tokens (a mean needs one)."""
+    return torch.where(mask.any(dim=1, keepdim=True), mask, fallback)
