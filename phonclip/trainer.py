@@ -29,6 +29,22 @@ class DropTotals(Callback):
         self.totals = dict(state_dict.get("totals", {}))
 
 
+class FinalCheckpoint(Callback):
+    """Writes ``last.ckpt`` after the ``max_steps``-th step when that falls between checkpoint
+    intervals, so evaluation, ``load`` and a rerun see the weights training finished with. Saved
+    at batch end, as the interval checkpoints are, so the data position in it resumes exactly."""
+
+    def __init__(self, checkpoint: ModelCheckpoint, every_n_train_steps: int) -> None:
+        self.checkpoint = checkpoint
+        self.every_n_train_steps = every_n_train_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step == trainer.max_steps and step % self.every_n_train_steps != 0:
+            last = Path(self.checkpoint.dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
+            trainer.save_checkpoint(last)
+
+
 def resolve_precision(precision: str) -> str:
     """``auto`` → bf16 mixed precision on CUDA (when supported), full fp32 on CPU."""
     if precision != "auto":
@@ -70,7 +86,12 @@ def build_trainer(cfg: DictConfig, run_dir: Path, drop_totals: DropTotals) -> L.
         **t,
         default_root_dir=str(run_dir),
         logger=logger,
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step"), drop_totals],
+        callbacks=[
+            checkpoint,
+            FinalCheckpoint(checkpoint, cfg.checkpoint.every_n_train_steps),
+            LearningRateMonitor(logging_interval="step"),
+            drop_totals,
+        ],
     )
 
 

@@ -183,6 +183,7 @@ def test_optimizer_gives_the_loss_its_own_group(ipa_tokenizer) -> None:
     assert (no_decay["initial_lr"], no_decay["weight_decay"]) == (1e-3, 0.0)
     grouped = [id(p) for g in optimizer.param_groups for p in g["params"]]
     assert sorted(grouped) == sorted(id(p) for p in model.parameters() if p.requires_grad)
+    assert optimizer.defaults["fused"]  # no fp16 grad scaler in fp32 / bf16: the fused kernel
     assert all(p.ndim >= 2 for p in decay["params"]) and any(
         p.ndim == 1 for p in no_decay["params"]
     )

@@ -127,8 +127,9 @@ def fit_tiny(
     resume: bool = False,
     sleep: float = 0.0,
     report: bool = False,
+    every_n: int = 1,
 ) -> tuple[TinyModel, DropTotals]:
-    """``TinyModel`` trained by the shared Trainer, checkpointing every step (resuming if asked)."""
+    """``TinyModel`` trained by the shared Trainer, checkpointing every ``every_n`` steps (resuming if asked)."""
     cfg = OmegaConf.merge(
         OmegaConf.structured(ExperimentConfig),
         {
@@ -140,7 +141,7 @@ def fit_tiny(
                 "enable_progress_bar": False,
                 "deterministic": True,
             },
-            "checkpoint": {"every_n_train_steps": 1},
+            "checkpoint": {"every_n_train_steps": every_n},
         },
     )
     data = {
@@ -195,6 +196,18 @@ def test_resumed_fit_matches_an_uninterrupted_one(
     assert second_drops.totals == whole_drops.totals and whole_drops.totals
     assert_same_weights(second.state_dict(), whole.state_dict())
     assert not torch.equal(whole.net[0].weight, first.net[0].weight)
+
+
+def test_last_checkpoint_holds_the_final_weights_between_intervals(tmp_path):
+    shards = write_corpus(tmp_path / "shards")
+    model, _ = fit_tiny(tmp_path / "run", shards, 5, every_n=3)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 5
+    assert_same_weights(ckpt["state_dict"], model.state_dict())
+    longer, _ = fit_tiny(tmp_path / "run", shards, TOTAL_STEPS, resume=True, every_n=3)
+    whole, _ = fit_tiny(tmp_path / "whole", shards, TOTAL_STEPS, every_n=3)
+    assert model.keys + longer.keys == whole.keys  # the data position in it resumes exactly
+    assert_same_weights(longer.state_dict(), whole.state_dict())
 
 
 SCRIPT = """
