@@ -475,7 +475,7 @@ _resampler: torchaudio.transforms.Resample | None = None
 
 def _to_pcm16(audio: np.ndarray, rate: int) -> tuple[bytes, int]:
     """int16 at espeak's rate -> 16 kHz int16 ``.npy`` bytes and their length: loading one costs a
-    quarter of decoding FLAC, and the DataLoader worker decodes beside training (docs/BENCHMARKS.md)."""
+    quarter of decoding FLAC, and the DataLoader worker decodes beside training (docs/TUNING.md)."""
     global _resampler
     if _resampler is None or _resampler.orig_freq != rate:
         torch.set_num_threads(1)

@@ -40,7 +40,8 @@ class FinalCheckpoint(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if step == trainer.max_steps and step % self.every_n_train_steps != 0:
+        on_interval = bool(self.every_n_train_steps) and step % self.every_n_train_steps == 0
+        if step == trainer.max_steps and not on_interval:
             last = Path(self.checkpoint.dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
             trainer.save_checkpoint(last)
 
