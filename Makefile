@@ -41,10 +41,10 @@ test-slow: install
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/python -m phonclip.bench
+	$(BIN)/python -m phonclip.bench $(ARGS)
 
 report: install
-	$(BIN)/python -m phonclip.report
+	$(BIN)/python -m phonclip.report $(ARGS)
 
 lint: install
 	$(BIN)/ruff check phonclip data_modules tests

@@ -1,13 +1,16 @@
-"""``phonclip`` command line: train, eval, corpus, kws, embed."""
+"""``phonclip`` command line: train, eval, corpus, kws, embed, align."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from phonclip.config import ConfigError
 
 DEFAULT_MODEL = "runs/clap_ipa/main"
+DEFAULT_ALIGNER = "runs/aligner/finetuned"
 
 
 class UsageError(ValueError):
@@ -62,16 +65,22 @@ def keyword_ipa(args: argparse.Namespace) -> str:
         if not args.keyword.strip():
             raise UsageError("the keyword is empty")
         return normalize_ipa(args.keyword)
-    if not args.text.strip():
-        raise UsageError("the keyword text is empty")
-    if not args.lang:
-        raise UsageError("--text needs --lang (an espeak language code such as es, de, en-us)")
-    from data_modules.espeak import Espeak, UnknownVoiceError
+    return text_ipa(args.text, args.lang, "the keyword text")
 
+
+def text_ipa(text: str, lang: str | None, what: str) -> str:
+    """``text`` phonemised by espeak in ``lang``; empty text and unknown languages are usage errors."""
+    from data_modules.espeak import UnknownVoiceError
+    from phonclip.ipa import phonemize
+
+    if not text.strip():
+        raise UsageError(f"{what} is empty")
+    if not lang:
+        raise UsageError("--text needs --lang (an espeak language code such as es, de, en-us)")
     try:
-        return normalize_ipa(Espeak.shared().phonemize(args.text, voice=args.lang))
+        return phonemize(text, lang)
     except UnknownVoiceError as err:
-        raise UsageError(f"unknown language --lang {args.lang!r}: {err}") from None
+        raise UsageError(f"unknown language --lang {lang!r}: {err}") from None
 
 
 def _kws(args: argparse.Namespace) -> int:
@@ -103,6 +112,78 @@ def _embed(args: argparse.Namespace) -> int:
     np.savez(args.output, embeddings=embeddings, files=np.array(args.audio))
     print(f"wrote {len(args.audio)} embeddings of dim {embeddings.shape[1]} to {args.output}")
     return 0
+
+
+def _align(args: argparse.Namespace) -> int:
+    from phonclip.alignment import Alignment
+
+    model = _load_model(args.model)
+    if not hasattr(model, "align"):
+        raise UsageError(f"{args.model} is a {model.cfg.name} model; align needs an aligner run "
+                         "(make train EXP=aligner)")
+    if bool(args.audio) == bool(args.manifest):
+        raise UsageError("give one recording, or --manifest FILE for many")
+    items = _manifest_items(args.manifest) if args.manifest else [(args.audio, args.ipa, args.text, args.lang)]
+    out = Path(args.output)
+    to_dir = args.manifest is not None or out.is_dir() or not out.suffix
+    if not to_dir and out.suffix.lower() not in (".textgrid", ".json"):
+        raise UsageError(f"cannot write {out}: use a .TextGrid or .json file name, or a directory")
+    failures, written = [], []
+    for audio, ipa, text, lang in items:
+        target = out / f"{Path(audio).stem}.{args.format}" if to_dir else out
+        try:
+            alignment: Alignment = _align_one(model, audio, ipa, text, lang)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            alignment.save(target)
+            written.append({"audio": audio, "output": str(target), "phones": len(alignment.phones),
+                            "words": len(alignment.words), "score": alignment.score})
+        except UsageError as err:
+            if not to_dir or not args.manifest:
+                raise
+            failures.append({"audio": audio, "error": str(err)})
+            print(f"phonclip: error: {audio}: {err}", file=sys.stderr)
+    if to_dir:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifest.json").write_text(json.dumps({"aligned": written, "failed": failures}, ensure_ascii=False,
+                                                      indent=1), encoding="utf-8")
+    for row in written:
+        print(f"{row['audio']}: {row['phones']} phones, {row['words']} words -> {row['output']}")
+    return 2 if failures else 0
+
+
+def _align_one(model, audio: str, ipa: str | None, text: str | None, lang: str | None):
+    """One recording's alignment; every way the input can be wrong becomes a ``UsageError``."""
+    from phonclip.ipa import normalize_ipa
+
+    waveform = _read_audio(audio)
+    if ipa is None and text is None:
+        raise UsageError('give the transcription as --ipa "..." or as --text "..." --lang xx')
+    if ipa is not None:
+        if not normalize_ipa(ipa).strip():
+            raise UsageError("the transcription is empty")
+    else:
+        ipa = text_ipa(text or "", lang, "the transcription text")
+    try:
+        return model.align(waveform, sample_rate=16_000, ipa=ipa)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def _manifest_items(path: str) -> list[tuple[str, str | None, str | None, str | None]]:
+    """Rows of a tab-separated manifest with a header: ``audio`` and ``ipa``, or ``text`` and ``lang``;
+    relative audio paths are read from the manifest's folder."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+    except FileNotFoundError:
+        raise UsageError(f"no such manifest: {path}") from None
+    if not rows or "audio" not in rows[0] or not ({"ipa"} <= set(rows[0]) or {"text", "lang"} <= set(rows[0])):
+        raise UsageError(f"{path}: needs a header line with the columns audio and ipa (or audio, text and lang), "
+                         "tab-separated")
+    base = Path(path).parent
+    return [(str(base / r["audio"]), r.get("ipa") or None, r.get("text"), r.get("lang")) for r in rows]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output .npz (arrays: embeddings, files)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="run directory or checkpoint")
     p.set_defaults(func=_embed)
+
+    p = sub.add_parser("align", help="phone and word boundaries of a recording given its transcription")
+    p.add_argument("audio", nargs="?", help="recording (wav, flac, ogg; any sample rate)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--ipa", help="the transcription in IPA (spaces between words)")
+    group.add_argument("--text", help="the transcription in orthography (needs --lang)")
+    p.add_argument("--lang", help="espeak language code for --text, e.g. es")
+    p.add_argument("--manifest", help="tab-separated file of many recordings: audio + ipa (or text + lang) columns")
+    p.add_argument("-o", "--output", required=True,
+                   help="a .TextGrid or .json file, or a directory (one file per recording + manifest.json)")
+    p.add_argument("--format", choices=("TextGrid", "json"), default="TextGrid", help="file type in a directory")
+    p.add_argument("--model", default=DEFAULT_ALIGNER, help="aligner run directory or checkpoint")
+    p.set_defaults(func=_align)
     return parser
 
 

@@ -124,6 +124,14 @@ def normalize_ipa(s: str, keep_stress: bool = True) -> str:
     return s
 
 
+def phonemize(text: str, lang: str) -> str:
+    """Normalised IPA of ``text`` as espeak-ng reads it in language ``lang`` (raises
+    ``data_modules.espeak.UnknownVoiceError`` for a language espeak lacks)."""
+    from data_modules.espeak import Espeak
+
+    return normalize_ipa(Espeak.shared().phonemize(text, voice=lang))
+
+
 @functools.cache
 def _table() -> panphon.FeatureTable:
     return panphon.FeatureTable()

@@ -222,3 +222,54 @@ class ClipLoss(nn.Module):
         a_to_b = F.cross_entropy(scale * a @ b_all.T, targets, reduction="sum")
         b_to_a = F.cross_entropy(scale * b @ a_all.T, targets, reduction="sum")
         return (a_to_b + b_to_a) / 2 * world / len(b_all)
+
+
+class ForwardSumLoss(nn.Module):
+    r"""Forward-Sum alignment loss (RAD-TTS, Badlani et al. 2022): the likelihood of every monotonic
+    path through a frame × phone score matrix, so frames and phones learn to line up.
+
+    For clip b with T_b frames and N_b phones, scores s_btn (n < N_b) and a blank score β_bt
+    (``blank`` [B, T], or the constant ``blank_logprob`` as in RAD-TTS and the CLAP-IPA reference),
+    each frame's distribution over [blank, phone 1..N_b] is
+
+        p_bt = softmax([β_bt, s_bt1, …, s_btN_b])
+
+    and with CTC over the targets 1, 2, …, N_b (each phone once, in order, blank optional between
+    them; so every phone gets ≥ 1 frame):
+
+        L = (1/B) Σ_b  −log Σ_{monotonic paths π} Π_t p_bt[π_t]  /  N_b
+
+    (``nn.CTCLoss``'s "mean" reduction; clips with fewer frames than phones have no path and count 0,
+    as with ``zero_infinity``). All clips go through one ``F.ctc_loss`` call: padded phone columns are
+    masked before the softmax instead of cutting each clip out in a loop as the reference does.
+    """
+
+    def __init__(self, blank_logprob: float = -1.0) -> None:
+        super().__init__()
+        self.blank_logprob = blank_logprob
+
+    def log_probs(self, scores: Tensor, phone_lens: Tensor, blank: Tensor | None = None) -> Tensor:
+        """Each frame's log-distribution [B, T, 1 + N] over [blank, phone 1..N_b] (padded phones get ~0)."""
+        batch, frames, phones = scores.shape
+        if phone_lens.shape != (batch,):
+            raise ValueError(f"phone_lens must be [B={batch}], got {tuple(phone_lens.shape)}")
+        if blank is None:
+            blank = scores.new_full((batch, frames), self.blank_logprob)
+        elif blank.shape != (batch, frames):
+            raise ValueError(f"blank must be [B={batch}, T={frames}], got {tuple(blank.shape)}")
+        padded = torch.arange(phones, device=scores.device)[None, None, :] >= phone_lens[:, None, None]
+        logits = torch.cat([blank[..., None], scores.masked_fill(padded, -1e9)], dim=-1).float()
+        return logits.log_softmax(dim=-1)
+
+    def forward(
+        self, scores: Tensor, frame_lens: Tensor, phone_lens: Tensor, blank: Tensor | None = None
+    ) -> Tensor:
+        """Mean loss of ``scores`` [B, T, N] (frames × phones, padded past the lengths)."""
+        batch, _, phones = scores.shape
+        if frame_lens.shape != (batch,):
+            raise ValueError(f"frame_lens must be [B={batch}], got {tuple(frame_lens.shape)}")
+        log_probs = self.log_probs(scores, phone_lens, blank).transpose(0, 1)  # [T, B, 1 + N]
+        targets = torch.arange(1, phones + 1, device=scores.device).expand(batch, phones)
+        return F.ctc_loss(
+            log_probs, targets, frame_lens, phone_lens, blank=0, reduction="mean", zero_infinity=True
+        )

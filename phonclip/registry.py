@@ -26,13 +26,17 @@ class Registry:
         return sorted(self.entries)
 
 
-models = Registry("model", {"clap_ipa": "phonclip.models.clap_ipa:ClapIpa"})
+models = Registry(
+    "model",
+    {"clap_ipa": "phonclip.models.clap_ipa:ClapIpa", "aligner": "phonclip.models.aligner:Aligner"},
+)
 datamodules = Registry(
     "data",
     {
         "synthetic": "data_modules.synthetic:SyntheticDataModule",
         "ipapack": "data_modules.ipapack:IpapackDataModule",
         "librispeech": "data_modules.librispeech:LibriSpeechDataModule",
+        "aligned": "data_modules.aligned:AlignedDataModule",
     },
 )
 tokenizers = Registry("units", {"ipa": "phonclip.ipa:IpaTokenizer", "text": "phonclip.text_units:CharTokenizer"})

@@ -69,7 +69,9 @@ def run_arm(cfg: DictConfig, arm: str, fit: bool = True) -> dict:
     trainer = build_trainer(cfg, run_dir, drops)
     started = time.time()
     checkpoint = latest_checkpoint(run_dir)
-    if fit:
+    if cfg.trainer.max_steps == 0:
+        print(f"[{arm}] trainer.max_steps=0: evaluating the model as built (no training)")
+    elif fit:
         resume_from = checkpoint if cfg.resume else None
         if resume_from:
             print(f"[{arm}] resuming from {resume_from}")

@@ -1,6 +1,6 @@
 """`phonclip kws`, `phonclip embed` and `phonclip.load` work end to end on a model the real runner trained.
 
-The model is trained once per session (2 steps on a tiny synthetic corpus); the trained module is
+The model is trained once per session (``tiny_run`` in conftest.py); the trained module is
 kept so ``load`` can be checked against it. Bad input must end in exit code 2 and one
 ``phonclip: error:`` line naming the problem, never a traceback.
 """
@@ -10,72 +10,19 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from omegaconf import DictConfig
-from tiny import TINY_CORPUS, corpus_overrides
+from tiny import EMBED_DIM, TinyRun
 
 from data_modules.espeak import Espeak
-from phonclip import runner
 from phonclip.api import load
 from phonclip.audio import load_audio, resample
 from phonclip.cli import main
 from phonclip.ipa import normalize_ipa
-from phonclip.models.clap_ipa import ClapIpa
-
-EMBED_DIM = 32
-CORPUS = TINY_CORPUS | {"seen_languages": ["de", "es"], "workers": 2}
-MODEL = {
-    "embed_dim": EMBED_DIM,
-    "speech.exit_layer": 1,
-    "phone.hidden_size": 32,
-    "phone.num_layers": 1,
-    "phone.num_heads": 2,
-    "phone.intermediate_size": 64,
-    "eval.gallery_size": 50,
-    "eval.max_clips": 50,
-}
-
-
-@dataclass
-class TinyRun:
-    """A run directory with ``checkpoints/last.ckpt``, and the module that was trained into it."""
-
-    path: Path
-    model: ClapIpa
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
-    root = tmp_path_factory.mktemp("runs")
-    overrides = [
-        f"run_root={root}",
-        "trainer.max_steps=2",
-        "trainer.enable_progress_bar=false",
-        "checkpoint.every_n_train_steps=1",
-        "data.num_workers=0",
-        "data.max_batch_seconds=8",
-        *corpus_overrides("data.corpus", CORPUS),
-        *(f"model.{k}={v}" for k, v in MODEL.items()),
-    ]
-    built: list[ClapIpa] = []
-    build = runner.build
-
-    def keep_model(cfg: DictConfig) -> tuple:
-        model, datamodule = build(cfg)
-        built.append(model)
-        return model, datamodule
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "build", keep_model)
-        results = runner.train("clap_ipa", overrides)
-    assert results["main"]["steps"] == 2
-    return TinyRun(root / "clap_ipa" / "main", built[0])
 
 
 def _speak(text: str, voice: str = "es") -> tuple[np.ndarray, int]:

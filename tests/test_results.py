@@ -1,6 +1,6 @@
 """Result tables: chance levels beside their metrics, arms side by side, targets judged from measured values."""
 
-from phonclip.report import render
+from phonclip import report
 from phonclip.results import flatten, side_by_side, to_markdown, with_chance
 
 
@@ -39,8 +39,9 @@ def test_side_by_side_has_one_column_per_arm():
     assert "| test_seen/phone→speech/hit@1 | 0.900 (0.002) | 0.700 (0.002) |" in table
 
 
-def test_report_judges_targets_from_measured_values():
-    doc = render(
+def test_report_judges_targets_from_measured_values(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "DOC", tmp_path / "RESULTS.md")
+    doc = report.write(
         {
             "clap_ipa": {"main": _results("main", 0.95)},
             "ablation_hardneg": {"hardneg_off": _results("hardneg_off", 0.9, 0.80),
@@ -52,3 +53,15 @@ def test_report_judges_targets_from_measured_values():
     assert "unseen languages (mixed gallery) | 0.475 | ≥ 0.65 | **no** |" in doc
     assert "| 2.000 | ≥ 15 |" not in doc and "| 2.000 | ≤ 15 | yes |" in doc
     assert "(points) | 2.000 | ≥ 3 | **no** |" in doc
+
+
+def test_report_of_one_experiment_keeps_the_others_as_measured(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "DOC", tmp_path / "RESULTS.md")
+    hardneg = {"hardneg_off": _results("hardneg_off", 0.9, 0.80), "hardneg_on": _results("hardneg_on", 0.9, 0.82)}
+    report.write({"clap_ipa": {"main": _results("main", 0.95)}, "ablation_hardneg": hardneg}, "make report")
+    doc = report.write({"clap_ipa": {"main": _results("main", 0.85)}}, "make report")
+    assert "| clap_ipa | phone→speech Hit@1, seen languages, held-out words | 0.850 | ≥ 0.90 | **no** |" in doc
+    assert "0.950" not in doc.split("## ablation_hardneg")[0]
+    assert "(points) | 2.000 | ≥ 3 | **no** |" in doc  # the hard-negative row and section stay
+    assert doc.index("| clap_ipa |") < doc.index("| ablation_hardneg |") < doc.index("## clap_ipa")
+    assert doc.count("## ablation_hardneg") == 1 and doc.count("## Targets") == 1

@@ -15,7 +15,7 @@ Notes:
   ``output_hidden_states`` does: the embeddings, each layer's output, and the last layer's
   output after the final layer norm (so the last equals ``hidden``).
 - Clips longer than ``max_frames`` raise ``ValueError``: split them upstream (the positional
-  table has no entries past ``max_frames // 2``).
+  table has no entries past ``max_frames // 2``; with ``stem_stride=1`` one entry per mel frame).
 - A pretrained Whisper was trained on 30 s inputs padded with silence; fine-tuning on unpadded
   clips (as here) is what CLAP-IPA does.
 """
@@ -54,6 +54,12 @@ class SpeechEncoderConfig:
     n_mels: int = 80
     max_frames: int = 3000  # input mel frames (10 ms each); 2 * max_source_positions
     exit_layer: int | None = None  # keep only the first k layers
+    # Stride of the conv stem's second conv: 2 (Whisper's) halves the mel frame rate; 1 keeps it, for
+    # frame-level tasks that need finer steps (the aligner: 20 ms outputs from 20 ms mel frames).
+    stem_stride: int = 2
+    # Frames each side a frame may attend to (None: the whole clip). A local window keeps each frame's
+    # state about its own stretch of audio, which frame-level alignment needs.
+    attention_window: int | None = None
     dropout: float = 0.0
     gradient_checkpointing: bool = False
     attn_implementation: str = "sdpa"  # "sdpa" or "eager"
@@ -106,7 +112,7 @@ def _build_whisper_encoder(cfg: SpeechEncoderConfig) -> WhisperEncoder:
 
 
 class SpeechEncoder(nn.Module):
-    """Encode padded log-mel batches into 20 ms frame states, with a mask of the real frames."""
+    """Encode padded log-mel batches into frame states (one per ``stem_stride`` mel frames), with a mask."""
 
     def __init__(self, cfg: SpeechEncoderConfig) -> None:
         super().__init__()
@@ -118,6 +124,9 @@ class SpeechEncoder(nn.Module):
                 raise ValueError(f"exit_layer={cfg.exit_layer} must be in [1, {n_layers}]")
             self.encoder.layers = self.encoder.layers[: cfg.exit_layer]
             self.encoder.config.encoder_layers = cfg.exit_layer
+        if cfg.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride={cfg.stem_stride} must be 1 or 2")
+        self.encoder.conv2.stride = (cfg.stem_stride,)
         if cfg.gradient_checkpointing:
             self.encoder.gradient_checkpointing_enable({"use_reentrant": False})
 
@@ -137,13 +146,19 @@ class SpeechEncoder(nn.Module):
         return self.cfg.max_frames
 
     def output_lengths(self, frame_lens: Tensor) -> Tensor:
-        """Map mel-frame counts to encoder-frame counts (the stride-2 stem: ceil(F / 2))."""
-        return self.encoder._get_feat_extract_output_lengths(frame_lens)
+        """Map mel-frame counts to encoder-frame counts (ceil(F / stem_stride))."""
+        return torch.div(frame_lens - 1, self.cfg.stem_stride, rounding_mode="floor") + 1
 
     def _attention_mask(self, mask: Tensor, dtype: torch.dtype) -> Tensor | None:
-        """Build the additive 4D key-padding mask in the dtype the attention scores will have."""
+        """Build the additive 4D key-padding (and, with ``attention_window``, band) mask in the dtype the
+        attention scores will have."""
         if torch.is_autocast_enabled(mask.device.type):
             dtype = torch.get_autocast_dtype(mask.device.type)
+        if self.cfg.attention_window is not None:
+            steps = torch.arange(mask.shape[1], device=mask.device)
+            band = (steps[:, None] - steps[None, :]).abs() <= self.cfg.attention_window
+            keep = band[None, None] & mask[:, None, None, :]
+            return torch.zeros(keep.shape, dtype=dtype, device=mask.device).masked_fill(~keep, torch.finfo(dtype).min)
         if self.encoder.config._attn_implementation == "sdpa":
             return _prepare_4d_attention_mask_for_sdpa(mask, dtype)
         return _prepare_4d_attention_mask(mask, dtype)
@@ -162,9 +177,11 @@ class SpeechEncoder(nn.Module):
                 f"frame_lens must be [B={feats.shape[0]}], got {tuple(frame_lens.shape)}"
             )
         n_frames = feats.shape[-1]
-        if n_frames > self.max_frames:
+        positions = enc.embed_positions.weight.shape[0] * self.cfg.stem_stride
+        if n_frames > min(self.max_frames, positions):
             raise ValueError(
-                f"feats has {n_frames} mel frames, more than max_frames={self.max_frames}; "
+                f"feats has {n_frames} mel frames, more than the {min(self.max_frames, positions)} "
+                f"this encoder reads (max_frames={self.max_frames}, stem_stride={self.cfg.stem_stride}); "
                 "split long clips before encoding"
             )
         pad = ~lengths_to_mask(frame_lens, n_frames)[:, None, :]

@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from phonclip.eval.detection import auc_eer
-from phonclip.eval.plots import per_language_bars, similarity_matrix
+from phonclip.eval.plots import per_language_bars, save_figure, similarity_matrix
 from phonclip.eval.retrieval import chance_levels, labels_to_relevance, retrieval_metrics
 from phonclip.minimal_pairs import MinimalPairSampler
 
@@ -164,14 +164,8 @@ def evaluate_clap(model: Any, datamodule: Any, out_dir: Path, cfg: Any, logger: 
             language_hits |= {f"{lang} ({name})": r["hit@1"] for lang, r in row["per_language"].items()}
         results[name] = row
         if name == next(iter(test_sets)):
-            _plot(similarity_matrix(model, s, cfg.similarity_plot_size), "similarity_matrix", out_dir, logger)
+            save_figure(similarity_matrix(model, s, cfg.similarity_plot_size), "similarity_matrix", out_dir, logger)
     if language_hits:
-        _plot(per_language_bars(language_hits), "per_language_hit1", out_dir, logger)
+        save_figure(per_language_bars(language_hits), "per_language_hit1", out_dir, logger)
     return results
 
-
-def _plot(figure: Any, name: str, out_dir: Path, logger: Any) -> None:
-    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_dir / "plots" / f"{name}.png", dpi=120, bbox_inches="tight")
-    if logger is not None and hasattr(logger, "experiment") and hasattr(logger.experiment, "add_figure"):
-        logger.experiment.add_figure(f"eval/{name}", figure)

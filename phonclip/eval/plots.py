@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -40,3 +41,12 @@ def per_language_bars(hits: dict[str, float]) -> Figure:
     ax.set_xlabel("phone→speech Hit@1")
     ax.tick_params(axis="y", labelsize=7)
     return fig
+
+
+def save_figure(figure: Figure, name: str, out_dir: Path, logger: Any = None) -> None:
+    """Write ``plots/<name>.png`` under ``out_dir`` and, with a TensorBoard logger, add it there too."""
+    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_dir / "plots" / f"{name}.png", dpi=120, bbox_inches="tight")
+    if logger is not None and hasattr(logger, "experiment") and hasattr(logger.experiment, "add_figure"):
+        logger.experiment.add_figure(f"eval/{name}", figure)
+    plt.close(figure)

@@ -26,6 +26,7 @@ from phonclip.features import LogMel, SpecAugment
 from phonclip.losses import SigLipLoss
 from phonclip.minimal_pairs import MinimalPairSampler
 from phonclip.models.base import PhonclipModel
+from phonclip.optim import OptimConfig, configure_adamw
 
 WHISPER_HOP = 160
 
@@ -39,18 +40,6 @@ class HardNegativeConfig:
     p_substitute: float = 0.6
     p_insert: float = 0.2
     p_delete: float = 0.2
-
-
-@dataclass
-class OptimConfig:
-    """AdamW with linear warm-up then cosine decay; the loss's temperature and bias get their own LR."""
-
-    lr: float = 1e-3
-    loss_lr: float = 0.0  # 0 keeps SigLIP's init (t=10, b=-10): fastest at small batch (docs/TUNING.md)
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    betas: tuple[float, float] = (0.9, 0.98)
-    min_lr_ratio: float = 0.05
 
 
 @dataclass
@@ -220,34 +209,7 @@ class ClapIpa(PhonclipModel):
                       prog_bar=True, batch_size=len(batch["ipa"]))
 
     def configure_optimizers(self) -> dict:
-        o = self.cfg.optim
-        loss_params = list(self.loss.parameters())
-        ids = {id(p) for p in loss_params}
-        decay, no_decay = [], []
-        for name, p in self.named_parameters():
-            if id(p) in ids or not p.requires_grad:
-                continue
-            (no_decay if p.ndim < 2 or "embeddings" in name else decay).append(p)
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": o.weight_decay, "lr": o.lr},
-                {"params": no_decay, "weight_decay": 0.0, "lr": o.lr},
-                {"params": loss_params, "weight_decay": 0.0, "lr": o.loss_lr},
-            ],
-            betas=tuple(o.betas),
-            # one fused kernel: 19 -> 6 ms per step on 2 CPU cores; fp16's grad scaler cannot clip it
-            fused=self.trainer.precision != "16-mixed",
-        )
-        total = max(1, self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches)
-
-        def schedule(step: int) -> float:
-            if step < o.warmup_steps:
-                return (step + 1) / o.warmup_steps
-            progress = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
-            return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_adamw(self, self.cfg.optim, loss=self.loss)
 
     # ---- evaluation -------------------------------------------------------------------------
     def evaluate(self, datamodule: Any, out_dir: Path) -> dict[str, Any]:

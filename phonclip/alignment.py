@@ -1,0 +1,199 @@
+"""Forced alignment: which tokens of an IPA string are phones, batched monotonic Viterbi, intervals.
+
+Decoding works on a frame × phone score matrix (log-probabilities) plus an optional blank score per
+frame (silence). Every phone gets at least one frame, in order; a blank run may sit before the first
+phone, after the last one, and wherever ``blank_before`` allows it (word boundaries).
+
+``monotonic_viterbi`` runs the dynamic programme one *phone* at a time instead of one frame at a
+time: with C the per-phone cumulative scores over frames, the best path with phone n ending at
+position k is C[n, k] + max_{a < k} (P[n, a] − C[n, a]), a running maximum (``torch.cummax``) over
+all end positions at once. A clip has far fewer phones than frames, so this is N vectorised steps
+over [B, T] for the whole batch, on the scores' device.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from phonclip.ipa import STRESS_MARKS
+
+TONE_LETTERS = frozenset("˥˦˧˨˩")
+
+NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class AlignmentTargets:
+    """The phones of one transcription: which tokenizer positions they are and which word each is in."""
+
+    positions: list[int]  # index into the token sequence the phone encoder reads
+    labels: list[str]
+    word_of: list[int]  # word index of each phone
+    words: list[str]  # each word's IPA as written (its phones joined)
+
+    @classmethod
+    def from_ipa(cls, tokenizer: Any, ipa: str) -> AlignmentTargets:
+        """Phones are the tokenizer's segments other than word boundaries, stress marks and tone letters;
+        a tone letter joins the label of the phone before it (tone spans a syllable, not a stretch of its own)."""
+        stress = {tokenizer.ids[m] for m in STRESS_MARKS}
+        positions, labels, word_of = [], [], []
+        word = 0
+        for pos, (token_id, seg) in enumerate(zip(tokenizer.encode(ipa), tokenizer.segments(ipa), strict=True)):
+            if token_id == tokenizer.word_boundary_id:
+                word += 1 if word_of and word_of[-1] == word else 0
+            elif seg in TONE_LETTERS and word_of and word_of[-1] == word:
+                labels[-1] += seg
+            elif token_id not in stress and seg not in TONE_LETTERS:
+                positions.append(pos)
+                labels.append(seg)
+                word_of.append(word)
+        words = ["".join(lab for lab, w in zip(labels, word_of) if w == k) for k in range(word + 1)]
+        return cls(positions, labels, word_of, [w for w in words if w])
+
+    @property
+    def blank_before(self) -> list[bool]:
+        """Where silence may sit: before the first phone, between words, after the last phone."""
+        n = len(self.labels)
+        return [True] + [self.word_of[i] != self.word_of[i - 1] for i in range(1, n)] + [True]
+
+
+@dataclass
+class Alignment:
+    """Phone and word intervals in seconds: ``(label, start_s, end_s)`` each, in order."""
+
+    phones: list[tuple[str, float, float]]
+    words: list[tuple[str, float, float]]
+    duration: float
+    score: float = field(default=float("nan"))  # mean log-probability per frame of the decoded path
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (seconds rounded to 0.1 ms)."""
+        def rows(intervals: list[tuple[str, float, float]]) -> list[dict[str, Any]]:
+            return [{"label": lab, "start": round(s, 4), "end": round(e, 4)} for lab, s, e in intervals]
+
+        return {"duration": round(self.duration, 4), "score": self.score,
+                "phones": rows(self.phones), "words": rows(self.words)}
+
+    def save(self, path: str | Path) -> None:
+        """Write a ``.TextGrid`` (Praat) or ``.json`` file, by the path's suffix."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".json":
+            Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        elif suffix == ".textgrid":
+            self.save_textgrid(path)
+        else:
+            raise ValueError(f"cannot write {path}: use a .TextGrid or .json file name")
+
+    def save_textgrid(self, path: str | Path) -> None:
+        """A Praat TextGrid with ``words`` and ``phones`` interval tiers (long format)."""
+        from praatio import textgrid
+
+        grid = textgrid.Textgrid(0.0, self.duration)
+        for name, intervals in (("words", self.words), ("phones", self.phones)):
+            entries = [(s, e, lab) for lab, s, e in intervals if e > s]
+            grid.addTier(textgrid.IntervalTier(name, entries, 0.0, self.duration))
+        grid.save(str(path), format="long_textgrid", includeBlankSpaces=True)
+
+
+def intervals(
+    targets: AlignmentTargets, starts: list[float], ends: list[float], duration: float, score: float = float("nan")
+) -> Alignment:
+    """Phone intervals from per-phone times, and word intervals from the first and last phone of each word."""
+    phones = [(lab, s, e) for lab, s, e in zip(targets.labels, starts, ends, strict=True)]
+    words = []
+    for k, word in enumerate(targets.words):
+        members = [i for i, w in enumerate(targets.word_of) if w == k]
+        words.append((word, starts[members[0]], ends[members[-1]]))
+    return Alignment(phones, words, duration, score)
+
+
+def uniform_times(duration: float, n_phones: int) -> tuple[list[float], list[float]]:
+    """The baseline: the clip split into ``n_phones`` equal parts (durations proportional to phone count)."""
+    step = duration / max(n_phones, 1)
+    return [i * step for i in range(n_phones)], [(i + 1) * step for i in range(n_phones)]
+
+
+@torch.no_grad()
+def monotonic_viterbi(
+    scores: Tensor,
+    frame_lens: Tensor,
+    phone_lens: Tensor,
+    blank: Tensor | None = None,
+    blank_before: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Best monotonic path of every clip: ``(starts, ends, score)``, on the host.
+
+    ``scores`` [B, T, N]: log-probability of frame t belonging to phone n. ``blank`` [B, T]: of frame t
+    being silence (None: no silence, every frame belongs to a phone). ``blank_before`` [B, N + 1] bool:
+    where a silence run may go (index n: before phone n; index N_b: after the last phone); default
+    everywhere. Returns frame indices ``starts``/``ends`` [B, N] (phone n covers frames
+    ``starts ≤ t < ends``; -1 past N_b) and the path's total score [B] (-inf where T_b < N_b: no path).
+    The forward pass runs on the scores' device; the pointer chase back runs on the host in numpy.
+    """
+    batch, frames, phones = scores.shape
+    device = scores.device
+    # cum[n, b, k]: phone n's score summed over frames < k, for the T + 1 positions k between frames
+    cum = F.pad(scores.double().permute(2, 0, 1).contiguous().cumsum(-1), (1, 0))
+    with_blank = blank is not None
+    if with_blank:
+        cum_blank = F.pad(blank.double().cumsum(-1), (1, 0))
+        if blank_before is None:
+            blank_before = torch.ones(batch, phones + 1, dtype=torch.bool, device=device)
+        done = torch.where(blank_before[:, :1], cum_blank, NEG_INF)
+    else:
+        done = torch.full_like(cum[0], NEG_INF)
+    done[:, 0] = 0.0
+    rows = torch.arange(batch, device=device)
+    total = torch.where(phone_lens == 0, done[rows, frame_lens], NEG_INF)
+    ending = torch.empty_like(cum)  # ending[n, b, k]: best score with phone n ending exactly at position k
+    ending[:, :, 0] = NEG_INF
+    finished = torch.empty_like(cum) if with_blank else ending  # ... or followed by silence up to k
+    best = torch.empty_like(done)
+    starts_at = torch.empty(phones, batch, frames + 1, dtype=torch.long, device=device)
+    ends_at = torch.empty_like(starts_at) if with_blank else None
+    for n in range(phones):
+        torch.cummax(done - cum[n], dim=-1, out=(best, starts_at[n]))  # phone n ending at k started at [k-1]
+        torch.add(cum[n, :, 1:], best[:, :-1], out=ending[n, :, 1:])
+        if with_blank:
+            after, after_arg = torch.cummax(ending[n] - cum_blank, dim=-1)
+            allowed = blank_before[:, n + 1, None]
+            finished[n] = torch.where(allowed, after + cum_blank, ending[n])
+            ends_at[n] = torch.where(allowed, after_arg, -1)
+        done = finished[n]
+    last = (phone_lens - 1).clamp(min=0)
+    total = torch.where(phone_lens > 0, finished[last, rows, frame_lens], total).cpu()
+    starts, ends = _backtrack(
+        starts_at.cpu().numpy(),
+        ends_at.cpu().numpy() if with_blank else None,
+        frame_lens.cpu().numpy(),
+        phone_lens.cpu().numpy(),
+    )
+    return torch.from_numpy(starts), torch.from_numpy(ends), total.to(scores.dtype)
+
+
+def _backtrack(
+    starts_at: np.ndarray, ends_at: np.ndarray | None, frame_lens: np.ndarray, phone_lens: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Follow the pointers from each clip's end back to its start: phone n ends at k (after any silence
+    up to the current position) and starts at ``starts_at[n, b, k - 1]``."""
+    phones, batch = starts_at.shape[:2]
+    rows = np.arange(batch)
+    starts = np.full((batch, phones), -1, dtype=np.int64)
+    ends = starts.copy()
+    k = frame_lens.astype(np.int64)
+    for n in reversed(range(phones)):
+        active = n < phone_lens
+        end = k if ends_at is None else np.where(ends_at[n, rows, k] >= 0, ends_at[n, rows, k], k)
+        start = starts_at[n, rows, np.maximum(end - 1, 0)]
+        ends[:, n] = np.where(active, end, -1)
+        starts[:, n] = np.where(active, start, -1)
+        k = np.where(active, start, k)
+    return starts, ends

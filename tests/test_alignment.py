@@ -1,0 +1,186 @@
+"""Forced-alignment building blocks: Forward-Sum loss, batched Viterbi, alignment targets, boundary metrics, TextGrids."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from praatio import textgrid
+
+from phonclip.alignment import (
+    Alignment,
+    AlignmentTargets,
+    intervals,
+    monotonic_viterbi,
+    uniform_times,
+)
+from phonclip.benchmarks.alignment import realistic_batch, reference_decode, reference_forward_sum
+from phonclip.eval.align_suite import merge_to_gold
+from phonclip.eval.boundaries import BoundaryScorer, Counts, distinct
+from phonclip.ipa import IpaTokenizer
+from phonclip.losses import ForwardSumLoss
+
+
+def _brute_force(scores, blank, allowed):
+    """Best score over every frame labelling that is a valid monotonic alignment (tiny sizes only)."""
+    frames, phones = scores.shape
+    best = -math.inf
+    for labels in itertools.product(range(-1 if blank is not None else 0, phones), repeat=frames):
+        last, total, ok = -1, 0.0, True  # last: the phone of the latest phone frame
+        for t, lab in enumerate(labels):
+            if lab == -1:  # silence, where allowed before the next phone
+                ok, total = bool(allowed[last + 1]), total + float(blank[t])
+            elif (lab == last and labels[t - 1] == lab) or lab == last + 1:
+                last, total = lab, total + float(scores[t, lab])
+            else:
+                ok = False
+            if not ok:
+                break
+        if ok and last == phones - 1:
+            best = max(best, total)
+    return best
+
+
+@pytest.mark.parametrize("with_blank", [False, True])
+def test_viterbi_finds_the_best_monotonic_path(with_blank: bool) -> None:
+    g = torch.Generator().manual_seed(1)
+    for _ in range(60):
+        frames, phones = int(torch.randint(1, 7, (1,), generator=g)), int(torch.randint(1, 4, (1,), generator=g))
+        scores = torch.randn(frames, phones, generator=g, dtype=torch.float64)
+        blank = torch.randn(frames, generator=g, dtype=torch.float64) if with_blank else None
+        allowed = torch.randint(0, 2, (phones + 1,), generator=g).bool()
+        expected = _brute_force(scores, blank, allowed.tolist())
+        starts, ends, total = monotonic_viterbi(
+            scores[None], torch.tensor([frames]), torch.tensor([phones]),
+            None if blank is None else blank[None], None if blank is None else allowed[None],
+        )
+        assert float(total[0]) == pytest.approx(expected, abs=1e-9)
+        if math.isfinite(expected):
+            path = sum(float(scores[s:e, n].sum()) for n, (s, e) in enumerate(zip(starts[0], ends[0])))
+            if blank is not None:
+                covered = {t for s, e in zip(starts[0].tolist(), ends[0].tolist()) for t in range(s, e)}
+                path += sum(float(blank[t]) for t in range(frames) if t not in covered)
+            assert path == pytest.approx(expected, abs=1e-9)
+            assert (ends[0] > starts[0]).all() and (starts[0][1:] >= ends[0][:-1]).all()
+
+
+def test_viterbi_batched_equals_one_clip_at_a_time() -> None:
+    scores, frames, phones = realistic_batch(seed=3, batch=6)
+    blank = torch.randn(scores.shape[:2])
+    allowed = torch.rand(6, scores.shape[2] + 1) > 0.5
+    starts, ends, total = monotonic_viterbi(scores, frames, phones, blank, allowed)
+    for b in range(6):
+        t, n = int(frames[b]), int(phones[b])
+        s1, e1, tot1 = monotonic_viterbi(scores[b : b + 1, :t, :n], frames[b : b + 1], phones[b : b + 1],
+                                         blank[b : b + 1, :t], allowed[b : b + 1, : n + 1])
+        assert torch.equal(starts[b, :n], s1[0]) and torch.equal(ends[b, :n], e1[0])
+        assert float(total[b]) == pytest.approx(float(tot1[0]), rel=1e-6)
+        assert (starts[b, n:] == -1).all()
+
+
+def test_viterbi_matches_librosa_dtw_as_the_reference_decodes() -> None:
+    pytest.importorskip("librosa")
+    scores, frames, phones = realistic_batch(seed=5, batch=8)
+    log_probs = scores.log_softmax(-1)
+    starts, ends, _ = monotonic_viterbi(log_probs, frames, phones)
+    for b in range(8):
+        clip = log_probs[b, : frames[b], : phones[b]].double().numpy()
+        assert starts[b, : phones[b]].tolist() == reference_decode(clip)
+        assert int(ends[b, phones[b] - 1]) == int(frames[b])  # no silence: the last phone runs to the end
+
+
+def test_viterbi_reports_clips_too_short_for_their_phones() -> None:
+    _, _, total = monotonic_viterbi(torch.zeros(2, 5, 4), torch.tensor([3, 5]), torch.tensor([4, 4]))
+    assert total[0] == -math.inf and math.isfinite(float(total[1]))
+
+
+def test_forward_sum_equals_the_reference_loop_in_loss_and_gradients() -> None:
+    scores, frames, phones = realistic_batch(seed=7, batch=12)
+    ours = scores.clone().requires_grad_(True)
+    loss = ForwardSumLoss(blank_logprob=-1.0)(ours, frames, phones)
+    loss.backward()
+    ref = scores.clone().requires_grad_(True)
+    expected = reference_forward_sum(ref[:, None], phones, frames)
+    expected.backward()
+    assert float(loss) == pytest.approx(float(expected), abs=1e-5)
+    assert torch.allclose(ours.grad, ref.grad, atol=1e-5)
+
+
+def test_forward_sum_prefers_the_diagonal_and_takes_a_learned_blank() -> None:
+    eye = torch.eye(4).repeat_interleave(3, dim=0)[None] * 10  # 12 frames, 3 per phone
+    loss = ForwardSumLoss()
+    lens = (torch.tensor([12]), torch.tensor([4]))
+    assert loss(eye, *lens) < loss(eye.flip(-1), *lens)
+    silent = loss(eye, *lens, blank=torch.full((1, 12), 50.0))
+    assert silent > loss(eye, *lens)  # a blank that swallows every frame leaves no mass for the phones
+    with pytest.raises(ValueError, match="blank must be"):
+        loss(eye, *lens, blank=torch.zeros(1, 11))
+
+
+def test_alignment_targets_skip_word_breaks_stress_and_tone_letters() -> None:
+    tok = IpaTokenizer()
+    t = AlignmentTargets.from_ipa(tok, "ˈɡato  t̪˧˥a˨")
+    assert t.labels == ["ɡ", "a", "t", "o", "t̪˧˥", "a˨"]
+    assert t.word_of == [0, 0, 0, 0, 1, 1]
+    assert t.words == ["ɡato", "t̪˧˥a˨"]
+    assert [tok.segments("ˈɡato  t̪˧˥a˨")[p] for p in t.positions] == ["ɡ", "a", "t", "o", "t̪", "a"]
+    assert t.blank_before == [True, False, False, False, True, False, True]
+
+
+def test_intervals_make_words_from_their_phones() -> None:
+    t = AlignmentTargets.from_ipa(IpaTokenizer(), "ab cd")
+    a = intervals(t, [0.0, 0.1, 0.3, 0.4], [0.1, 0.2, 0.4, 0.5], 0.6)
+    assert a.words == [("ab", 0.0, 0.2), ("cd", 0.3, 0.5)]
+    assert uniform_times(1.0, 4) == ([0.0, 0.25, 0.5, 0.75], [0.25, 0.5, 0.75, 1.0])
+
+
+def test_textgrid_round_trip_keeps_the_intervals(tmp_path) -> None:
+    alignment = Alignment(phones=[("ɡ", 0.05, 0.1), ("a", 0.1, 0.22), ("t", 0.22, 0.3)],
+                          words=[("ɡat", 0.05, 0.3)], duration=0.4)
+    path = tmp_path / "rec.TextGrid"
+    alignment.save_textgrid(str(path))
+    grid = textgrid.openTextgrid(str(path), includeEmptyIntervals=False)
+    assert grid.tierNames == ("words", "phones")
+    read = [(e.label, e.start, e.end) for e in grid.getTier("phones").entries]
+    assert read == [(lab, pytest.approx(s), pytest.approx(e)) for lab, s, e in alignment.phones]
+    assert [(e.label, e.start, e.end) for e in grid.getTier("words").entries] == [("ɡat", 0.05, 0.3)]
+    assert grid.maxTimestamp == pytest.approx(0.4)
+
+
+def test_boundary_counts_and_r_value() -> None:
+    assert distinct([0.3, 0.1, 0.1, 0.0, 0.5]).tolist() == [0.0, 0.1, 0.3, 0.5]
+    perfect = Counts(10, 10, 10, 10).scores()
+    assert perfect == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "rval": 1.0}
+    half = Counts(5, 5, 10, 10).scores()
+    assert half["f1"] == pytest.approx(0.5)
+    assert half["rval"] == pytest.approx(1 - (0.5 + 0.5 / math.sqrt(2)) / 2)  # Räsänen's R with OS = 0
+
+
+def test_boundary_scorer_blind_labelled_and_errors() -> None:
+    scorer = BoundaryScorer(tolerances_ms=(10.0, 20.0, 50.0))
+    gold = [("a", 0.0, 0.10), ("b", 0.10, 0.30), ("c", 0.30, 0.50)]
+    pred = [("a", 0.0, 0.115), ("b", 0.115, 0.34), ("c", 0.34, 0.50)]
+    scorer.add(pred, gold)
+    m = scorer.metrics()
+    assert m["boundaries"] == 4  # a's end, b's start and end, c's start: the transitions inside
+    assert m["precision@20"] == 0.5 and m["recall@20"] == 0.5  # 0.115 is 15 ms in, 0.34 is 40 ms out
+    assert m["f1@10"] == 0.0 and m["f1@50"] == 1.0
+    assert m["labelled_f1@20"] == 0.5  # onsets of b (in) and c (out)
+    assert m["mae_ms"] == pytest.approx(27.5)
+    assert m["within_20ms"] == 0.5 and m["within_50ms"] == 1.0
+    assert m["edge_mae_ms"] == 0.0  # speech starts at 0 and ends at 0.5 on both sides
+    with pytest.raises(ValueError, match="predicted intervals"):
+        scorer.add(pred[:2], gold)
+
+
+def test_segments_merge_into_the_gold_phones_they_spell() -> None:
+    tok = IpaTokenizer()
+    predicted = [("t", 0.0, 0.05), ("ʃ", 0.05, 0.1), ("a", 0.1, 0.2)]
+    assert merge_to_gold(tok, predicted, [("tʃ", 0.0, 0.09), ("a", 0.09, 0.2)]) == [("tʃ", 0.0, 0.1), ("a", 0.1, 0.2)]
+    assert merge_to_gold(tok, predicted, [("t", 0.0, 0.09), ("a", 0.09, 0.2)]) is None
+
+
+def test_uniform_intervals_tile_the_clip() -> None:
+    starts, ends = uniform_times(0.9, 3)
+    assert np.allclose(starts, [0.0, 0.3, 0.6]) and np.allclose(ends, [0.3, 0.6, 0.9])
