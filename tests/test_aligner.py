@@ -15,11 +15,12 @@ from praatio import textgrid
 from tiny import RUN_CORPUS, TinyRun, corpus_overrides
 
 from data_modules.espeak import Espeak
-from phonclip import runner
+from phonclip import config, runner
 from phonclip.alignment import Alignment, AlignmentTargets
 from phonclip.api import load
 from phonclip.cli import main
 from phonclip.ipa import IpaTokenizer, phonemize
+from phonclip.losses import SigLipLoss
 from phonclip.models.aligner import Aligner, MissingClapRun
 
 PHRASE = "el gato negro"
@@ -209,3 +210,21 @@ def test_eval_scores_a_users_aligned_corpus(
     for arm, result in results.items():
         row = result["metrics"]["mine"]
         assert row["clips"] == 2 and row["phone"]["boundaries"] > 0 and row["word"]["boundaries"] > 0, arm
+
+
+def test_siglip_term_keeps_training_the_retrieval_space(tiny_run: TinyRun, tmp_path: Path, monkeypatch) -> None:
+    overrides = [
+        f"run_root={tmp_path}", f"model.init_from={tiny_run.path}", "model.siglip_weight=0.5",
+        "trainer.max_steps=2", "trainer.val_check_interval=null", "trainer.enable_progress_bar=false",
+        "data.num_workers=0", "data.max_batch_seconds=8", "model.eval.max_clips=4",
+        *corpus_overrides("data.corpus", RUN_CORPUS),
+    ]
+    cfg = dict(config.load("aligner", overrides))["finetuned"]
+    before = load(tiny_run.path).loss.logit_scale.detach().clone()
+    calls, siglip = [], SigLipLoss.forward
+    monkeypatch.setattr(SigLipLoss, "forward", lambda self, *a, **k: calls.append(1) or siglip(self, *a, **k))
+    result = runner.run_arm(cfg, "finetuned")
+    assert result["steps"] == 2 and len(calls) == 2  # once per training step
+    model = load(tmp_path / "aligner" / "finetuned")
+    assert model.clap.loss.logit_scale.requires_grad
+    assert torch.equal(model.clap.loss.logit_scale.detach(), before)  # loss_lr = 0: SigLIP's t and b stay
