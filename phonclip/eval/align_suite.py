@@ -40,9 +40,9 @@ def merge_to_gold(tokenizer: Any, predicted: list[Interval], gold: list[Interval
     return merged
 
 
-def score_set(model: Any, loader: Any, max_clips: int, tolerances_ms: list[float], desc: str
-              ) -> tuple[dict[str, Any], list[tuple[dict, Alignment]]]:
-    """Phone and word boundary metrics of one test set; also the first clips' batches for plots."""
+def score_set(model: Any, loader: Any, cfg: Any, desc: str) -> tuple[dict[str, Any], list[tuple[dict, Alignment]]]:
+    """Phone and word boundary metrics of one test set; also its first ``cfg.plot_examples`` clips for plots."""
+    max_clips, tolerances_ms = cfg.max_clips, list(cfg.tolerances_ms)
     phones, words = BoundaryScorer(tolerances_ms), BoundaryScorer(tolerances_ms)
     step = None if model.cfg.decoder == "uniform" else model.frame_seconds
     oracle = BoundaryScorer(tolerances_ms)  # gold snapped to the frame grid: the best this frame rate allows
@@ -71,7 +71,7 @@ def score_set(model: Any, loader: Any, max_clips: int, tolerances_ms: list[float
                 words.add([(g[0], s, e) for g, (_, s, e) in zip(gw, alignment.words)], gw)
             else:
                 skipped["words_differ_from_gold"] += 1
-            if len(examples) < 8:
+            if len(examples) < cfg.plot_examples:
                 examples.append(({k: (v[i : i + 1] if isinstance(v, (torch.Tensor, list)) else v)
                                   for k, v in batch.items()}, alignment))
         if seen >= max_clips:
@@ -126,7 +126,7 @@ def evaluate_aligner(model: Any, datamodule: Any, out_dir: Path, cfg: Any, logge
     results: dict[str, Any] = {}
     examples: list[tuple[dict, Alignment]] = []
     for name, loader in datamodule.test_sets().items():
-        results[name], found = score_set(model, loader, cfg.max_clips, list(cfg.tolerances_ms), name)
+        results[name], found = score_set(model, loader, cfg, name)
         examples = examples or found
     for k, (batch, alignment) in enumerate(examples[: cfg.plot_examples]):
         save_figure(alignment_figure(model, batch, alignment), f"alignment_{k}", out_dir, logger)
