@@ -1,4 +1,4 @@
-"""``phonclip`` command line: train, eval, corpus, kws, embed, align."""
+"""``phonclip`` command line: train, eval, corpus, kws, embed, align, score."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from phonclip.config import ConfigError
 
 DEFAULT_MODEL = "runs/clap_ipa/main"
 DEFAULT_ALIGNER = "runs/aligner/finetuned"
+DEFAULT_SCORER = "runs/scraps/main"
 
 
 class UsageError(ValueError):
@@ -59,13 +60,18 @@ def _read_audio(path: str):
 
 def keyword_ipa(args: argparse.Namespace) -> str:
     """The keyword as IPA: given directly, or phonemised from ``--text`` in ``--lang`` by espeak."""
+    return given_ipa(args.keyword, args.text, args.lang, "the keyword")
+
+
+def given_ipa(ipa: str | None, text: str | None, lang: str | None, what: str) -> str:
+    """IPA given directly (normalised), or ``text`` phonemised in ``lang``; empty input is a usage error."""
     from phonclip.ipa import normalize_ipa
 
-    if args.keyword is not None:
-        if not args.keyword.strip():
-            raise UsageError("the keyword is empty")
-        return normalize_ipa(args.keyword)
-    return text_ipa(args.text, args.lang, "the keyword text")
+    if ipa is not None:
+        if not normalize_ipa(ipa).strip():
+            raise UsageError(f"{what} is empty")
+        return normalize_ipa(ipa)
+    return text_ipa(text or "", lang, f"{what} text")
 
 
 def text_ipa(text: str, lang: str | None, what: str) -> str:
@@ -153,20 +159,35 @@ def _align(args: argparse.Namespace) -> int:
 
 def _align_one(model, audio: str, ipa: str | None, text: str | None, lang: str | None):
     """One recording's alignment; every way the input can be wrong becomes a ``UsageError``."""
-    from phonclip.ipa import normalize_ipa
-
     waveform = _read_audio(audio)
     if ipa is None and text is None:
         raise UsageError('give the transcription as --ipa "..." or as --text "..." --lang xx')
-    if ipa is not None:
-        if not normalize_ipa(ipa).strip():
-            raise UsageError("the transcription is empty")
-    else:
-        ipa = text_ipa(text or "", lang, "the transcription text")
+    ipa = given_ipa(ipa, text, lang, "the transcription")
     try:
         return model.align(waveform, sample_rate=16_000, ipa=ipa)
     except ValueError as err:
         raise UsageError(str(err)) from None
+
+
+def _score(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    if not hasattr(model, "score"):
+        raise UsageError(f"{args.model} is a {model.cfg.name} model; score needs a SCRAPS or CLAP-IPA run "
+                         "(make train EXP=scraps)")
+    ipa = given_ipa(args.ipa, args.text, args.lang, "the transcription")
+    waveforms = [_read_audio(path) for path in args.audio]
+    try:
+        scores = model.score(waveforms, sample_rate=16_000, ipa=ipa).tolist()
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if args.json:
+        rows = [{"audio": a, "score": round(s, 6)} for a, s in zip(args.audio, scores)]
+        print(json.dumps({"ipa": ipa, "model": args.model, "scores": rows}, ensure_ascii=False, indent=1))
+    else:
+        print(f"/{ipa}/  score = cosine in [-1, 1], higher = closer")
+        for audio, score in zip(args.audio, scores):
+            print(f"{score:7.3f}  {audio}")
+    return 0
 
 
 def _manifest_items(path: str) -> list[tuple[str, str | None, str | None, str | None]]:
@@ -231,6 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("TextGrid", "json"), default="TextGrid", help="file type in a directory")
     p.add_argument("--model", default=DEFAULT_ALIGNER, help="aligner run directory or checkpoint")
     p.set_defaults(func=_align)
+
+    p = sub.add_parser("score", help="how well recordings say a transcription: one cosine in [-1, 1] per file")
+    p.add_argument("audio", nargs="+", help="recordings (wav, flac, ogg; any sample rate)")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--ipa", help="the transcription in IPA")
+    group.add_argument("--text", help="the transcription in orthography (needs --lang)")
+    p.add_argument("--lang", help="espeak language code for --text, e.g. es")
+    p.add_argument("--json", action="store_true", help="print JSON (ipa, model, scores) instead of a table")
+    p.add_argument("--model", default=DEFAULT_SCORER, help="SCRAPS (or CLAP-IPA) run directory or checkpoint")
+    p.set_defaults(func=_score)
     return parser
 
 

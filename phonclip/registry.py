@@ -28,7 +28,8 @@ class Registry:
 
 models = Registry(
     "model",
-    {"clap_ipa": "phonclip.models.clap_ipa:ClapIpa", "aligner": "phonclip.models.aligner:Aligner"},
+    {"clap_ipa": "phonclip.models.clap_ipa:ClapIpa", "aligner": "phonclip.models.aligner:Aligner",
+     "scraps": "phonclip.models.scraps:Scraps"},
 )
 datamodules = Registry(
     "data",

@@ -16,7 +16,15 @@ from phonclip.doc_sections import sections, write_merged
 from phonclip.results import flatten, metric_tables, side_by_side
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "RESULTS.md"
-REPORTED = ("clap_ipa", "ablation_hardneg", "ablation_text_vs_phone", "aligner")
+REPORTED = ("clap_ipa", "ablation_hardneg", "ablation_text_vs_phone", "aligner", "scraps", "ablation_scraps_integrator")
+# Rows of the side-by-side table where an ablation has too many metrics to read (the rest: runs/<exp>/<arm>/results.md).
+SHOWN = {
+    "ablation_scraps_integrator": (
+        "test_*/phone→speech/hit@1", "test_*/phone→speech/mAP", "test_*/sensitivity/*@0.2/drop",
+        "test_*/noise/clean/score", "test_*/noise/alpha=*/rel_change", "test_*/noise/alpha=0.75/hit@1_rel_change",
+        "test_*/noise/babble_snr=0dB/rel_change", "test_*/intelligibility/spearman",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,16 @@ TARGETS = (
            _points("zero_shot", "uniform", "test_unseen/phone/f1@20"), "≥ 10", lambda v: v >= 10),
     Target("aligner", "minutes: fine-tuning + evaluation, every arm (clap_ipa run present)",
            _arm_minutes, "≤ 10", lambda v: v <= 10),
+    Target("scraps", "share of pairs whose matched score drops at 20 % random phone substitution, test_seen",
+           _metric("main", "test_seen/sensitivity/random@0.2/drop"), "≥ 0.90", lambda v: v >= 0.90),
+    Target("scraps", "relative change of the matched score, Gaussian mix α = 0.75, test_seen",
+           _metric("main", "test_seen/noise/alpha=0.75/rel_change"), "≥ −0.15", lambda v: v >= -0.15),
+    Target("scraps", "Spearman ρ(score of audio B with phones A, phone error rate A→B), test_seen",
+           _metric("main", "test_seen/intelligibility/spearman"), "≤ −0.6", lambda v: v <= -0.6),
+    Target("scraps", "minutes: training + evaluation (corpus cached)", _arm_minutes, "≤ 10", lambda v: v <= 10),
+    Target("ablation_scraps_integrator", "α = 0.75 matched-score change, test_seen: shared − none (points; "
+           "the paper: no integrator is less robust)",
+           _points("shared", "none", "test_seen/noise/alpha=0.75/rel_change"), "> 0", lambda v: v > 0),
 )
 
 
@@ -114,7 +132,7 @@ def experiment_section(name: str, per_arm: dict[str, dict], command: str) -> str
     if len(per_arm) == 1:
         lines += metric_tables(next(iter(per_arm.values()))["metrics"])
     else:
-        lines.append(side_by_side(per_arm))
+        lines.append(side_by_side(per_arm, SHOWN.get(name, ("*",))))
     return "\n".join(lines)
 
 

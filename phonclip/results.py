@@ -2,11 +2,13 @@
 
 Metrics arrive nested as ``{test_set: {metric_path...: value}}``. A value whose sibling key is
 ``chance_<name>`` is shown as ``value (chance)``, so every number is read against its chance level.
-``per_language`` sub-trees get their own table (languages as rows).
+Branches of conditions (``per_language``, noise conditions, substitution rates) get their own tables.
 """
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Sequence
 from typing import Any
 
 CHANCE_PREFIX = "chance_"
@@ -51,21 +53,31 @@ def _table(rows: dict[str, dict[str, str]], first: str) -> list[str]:
     return lines
 
 
+TABLE_TITLES = {"per_language": "Per language (each language's own gallery):"}
+
+
+def _is_condition_table(value: Any) -> bool:
+    """A branch of rows that all share one shape (languages, noise conditions): a table of its own."""
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, dict) for v in value.values())
+
+
 def metric_tables(metrics: dict[str, Any]) -> list[str]:
-    """Test sets as rows (metrics as columns), then a per-language table when there is one."""
+    """Test sets as rows (metrics as columns); then one table per branch of conditions (``per_language``,
+    a model's noise conditions, ...) with ``condition (test set)`` as rows."""
     main: dict[str, dict[str, str]] = {}
-    languages: dict[str, dict[str, str]] = {}
+    branches: dict[str, dict[str, dict[str, str]]] = {}
     for test_set, tree in metrics.items():
         if not isinstance(tree, dict):
             main[test_set] = {"value": _fmt(tree)}
             continue
-        per_lang = tree.get("per_language", {})
-        main[test_set] = with_chance(flatten({k: v for k, v in tree.items() if k != "per_language"}))
-        for lang, cells in per_lang.items():
-            languages[f"{lang} ({test_set})"] = with_chance(flatten(cells))
+        main[test_set] = with_chance(flatten({k: v for k, v in tree.items() if not _is_condition_table(v)}))
+        for branch, rows in tree.items():
+            if _is_condition_table(rows):
+                for condition, cells in rows.items():
+                    branches.setdefault(branch, {})[f"{condition} ({test_set})"] = with_chance(flatten(cells))
     lines = _table(main, "test set")
-    if languages:
-        lines += ["", "Per language (each language's own gallery):", ""] + _table(languages, "language")
+    for branch, rows in branches.items():
+        lines += ["", TABLE_TITLES.get(branch, f"{branch}:"), ""] + _table(rows, branch.replace("_", " "))
     return lines
 
 
@@ -87,14 +99,16 @@ def to_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def side_by_side(per_arm: dict[str, dict[str, Any]]) -> str:
-    """Every metric as a row, arms as columns (per-language rows left to each arm's results.md)."""
+def side_by_side(per_arm: dict[str, dict[str, Any]], keep: Sequence[str] = ("*",)) -> str:
+    """Every metric (or those matching a ``keep`` glob) as a row, arms as columns (per-language rows left to
+    each arm's results.md)."""
     flat = {}
     for arm, results in per_arm.items():
         metrics = results.get("metrics", {})
         trimmed = {k: ({kk: vv for kk, vv in v.items() if kk != "per_language"} if isinstance(v, dict) else v)
                    for k, v in metrics.items()}
-        flat[arm] = with_chance(flatten(trimmed))
+        flat[arm] = {k: v for k, v in with_chance(flatten(trimmed)).items()
+                     if any(fnmatch.fnmatchcase(k, pattern) for pattern in keep)}
     rows: list[str] = []
     for cells in flat.values():
         rows += [k for k in cells if k not in rows]

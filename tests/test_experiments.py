@@ -69,6 +69,9 @@ def _model_overrides(name: str, tiny_run: TinyRun) -> list[str]:
         return TINY_MODEL
     if cfg.model.name == "aligner":
         return [f"model.init_from={tiny_run.path}", "model.eval.max_clips=8"]
+    if cfg.model.name == "scraps":
+        return [*TINY_MODEL, "model.integrator.input_size=16", "model.eval.max_clips=40",
+                "model.eval.intelligibility_pairs=3"]
     raise AssertionError(f"add tiny-model overrides for model.name={cfg.model.name}")
 
 
@@ -77,11 +80,15 @@ def _check_metrics(model: str, row: dict) -> None:
     if model == "clap_ipa":
         assert 0.0 <= row["phone→speech"]["hit@1"] <= 1.0
         assert 0.0 <= row["kws"]["easy_auc"] <= 1.0
+    elif model == "scraps":
+        assert 0.0 <= row["phone→speech"]["hit@1"] <= 1.0
+        assert 0.0 <= row["sensitivity"]["random@0.2"]["drop"] <= 1.0
+        assert -1.0 <= row["intelligibility"]["spearman"] <= 1.0
     else:
         assert 0.0 <= row["phone"]["f1@20"] <= 1.0 and row["phone"]["boundaries"] > 0
 
 
-PLOTS = {"clap_ipa": "similarity_matrix.png", "aligner": "alignment_0.png"}
+PLOTS = {"clap_ipa": "similarity_matrix.png", "aligner": "alignment_0.png", "scraps": "noise.png"}
 
 
 @pytest.mark.parametrize("name", config.experiment_names())

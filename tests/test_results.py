@@ -39,6 +39,21 @@ def test_side_by_side_has_one_column_per_arm():
     assert "| test_seen/phone→speech/hit@1 | 0.900 (0.002) | 0.700 (0.002) |" in table
 
 
+def test_each_branch_of_conditions_gets_its_own_table():
+    metrics = {"test_seen": {"hit@1": 0.9, "noise": {"clean": {"score": 0.7}, "alpha=0.5": {"score": 0.6}}},
+               "test_unseen": {"hit@1": 0.5, "noise": {"clean": {"score": 0.4}}}}
+    md = to_markdown({**_results("main", 0.9), "metrics": metrics})
+    assert "| test set | hit@1 |" in md and "noise/" not in md
+    assert "| noise | score |" in md
+    assert "| alpha=0.5 (test_seen) | 0.600 |" in md and "| clean (test_unseen) | 0.400 |" in md
+
+
+def test_side_by_side_keeps_only_the_rows_asked_for():
+    table = side_by_side({"on": _results("on", 0.9), "off": _results("off", 0.7)}, keep=("test_unseen/*",))
+    assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == [
+        "| test_unseen/phone→speech/hit@1", "| test_unseen/kws/hard_auc"]
+
+
 def test_report_judges_targets_from_measured_values(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "DOC", tmp_path / "RESULTS.md")
     doc = report.write(

@@ -45,26 +45,28 @@ def embed_set(model: Any, loader: Any, max_clips: int, desc: str) -> EmbeddedSet
     return EmbeddedSet(torch.cat(speech)[:n] if speech else torch.empty(0), ipa[:n], text[:n], lang[:n])
 
 
-def _take(s: EmbeddedSet, idx: list[int]) -> EmbeddedSet:
+def take(s: EmbeddedSet, idx: list[int]) -> EmbeddedSet:
     return EmbeddedSet(s.speech[idx], [s.ipa[i] for i in idx], [s.text[i] for i in idx], [s.lang[i] for i in idx])
 
 
-def draw_gallery(s: EmbeddedSet, size: int, seed: int) -> tuple[EmbeddedSet, EmbeddedSet]:
-    """A seeded gallery of ``size`` distinct words (one clip each), and a second rendition of each
-    gallery word the set holds: the speech→speech queries. Drawn across the whole set."""
+def gallery_indices(ipa: list[str], size: int, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded gallery of ``size`` distinct words (the first clip of each), and the second rendition of
+    each gallery word that has one: the speech→speech queries. Drawn across the whole set."""
     clips: dict[str, list[int]] = defaultdict(list)
-    for i, ipa in enumerate(s.ipa):
-        clips[ipa].append(i)
+    for i, label in enumerate(ipa):
+        clips[label].append(i)
     words = list(clips)
     rng = random.Random(seed)
     chosen = sorted(rng.sample(range(len(words)), min(size, len(words))))
-    gallery, partners = [], []
-    for w in chosen:
-        first, *others = clips[words[w]]
-        gallery.append(first)
-        if others:
-            partners.append(others[0])
-    return _take(s, gallery), _take(s, partners)
+    gallery = [clips[words[w]][0] for w in chosen]
+    partners = [clips[words[w]][1] for w in chosen if len(clips[words[w]]) > 1]
+    return gallery, partners
+
+
+def draw_gallery(s: EmbeddedSet, size: int, seed: int) -> tuple[EmbeddedSet, EmbeddedSet]:
+    """The gallery and speech→speech queries of ``gallery_indices``, as embedded sets."""
+    gallery, partners = gallery_indices(s.ipa, size, seed)
+    return take(s, gallery), take(s, partners)
 
 
 def _queries(model: Any, s: EmbeddedSet) -> list[str]:
@@ -135,7 +137,7 @@ def per_language(model: Any, s: EmbeddedSet) -> dict[str, dict[str, float]]:
         by_lang[lang].append(i)
     rows = {}
     for lang, idx in sorted(by_lang.items()):
-        p2s = retrieval(model, _take(s, idx))["phone→speech"]
+        p2s = retrieval(model, take(s, idx))["phone→speech"]
         rows[lang] = {"n": len(idx), "hit@1": p2s["hit@1"], "mAP": p2s["mAP"], "chance_hit@1": p2s["chance_hit@1"]}
     return rows
 

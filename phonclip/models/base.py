@@ -1,4 +1,5 @@
-"""What every phonclip LightningModule offers the runner: a config schema, self-evaluation, and resume-exact randomness."""
+"""What every phonclip LightningModule offers the runner: a config schema, self-evaluation, and resume-exact
+randomness; and, for models that embed speech and IPA in one space, the batching users embed and score with."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch import Tensor
+
+from phonclip.audio import resample
 
 
 class PhonclipModel(L.LightningModule):
@@ -29,3 +33,67 @@ class PhonclipModel(L.LightningModule):
     @property
     def eval_device(self) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class SpeechPhoneModel(PhonclipModel):
+    """A speech tower and a phone tower meeting in one space of L2-normalised vectors.
+
+    Subclasses implement ``speech_embedding(audio, audio_lens)`` and ``phone_embedding(ids, lens)`` and
+    hold ``self.tokenizer`` and ``self.cfg`` (with ``embed_dim`` and ``phone.max_positions``); this class
+    batches users' waveforms and strings through them, without gradients.
+    """
+
+    def speech_embedding(self, audio: Tensor, audio_lens: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def phone_embedding(self, ids: Tensor, lens: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def tokenize(self, strings: list[str]) -> tuple[Tensor, Tensor]:
+        """Pad tokenizer ids of ``strings`` into [B, L] on this module's device."""
+        rows = [self.tokenizer.encode(s)[: self.cfg.phone.max_positions] or [self.tokenizer.pad_id] for s in strings]
+        lens = torch.tensor([len(r) for r in rows], device=self.device)
+        ids = torch.full((len(rows), int(lens.max())), self.tokenizer.pad_id, dtype=torch.long, device=self.device)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, device=self.device)
+        return ids, lens
+
+    @torch.no_grad()
+    def embed_phones(self, strings: list[str], batch_size: int = 256) -> Tensor:
+        """Embeddings of IPA strings (or text, for a text-units model), batched, no grad; [N, D] on CPU."""
+        was_training = self.training
+        self.eval()
+        out = [self.phone_embedding(*self.tokenize(strings[i : i + batch_size])).float().cpu()
+               for i in range(0, len(strings), batch_size)]
+        self.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, self.cfg.embed_dim)
+
+    @torch.no_grad()
+    def embed_speech(self, waveforms: list[Any], sample_rate: int = 16_000, batch_size: int = 32) -> Tensor:
+        """Embeddings of waveforms at any sample rate (resampled to 16 kHz), batched, no grad; [N, D] on CPU."""
+        was_training = self.training
+        self.eval()
+        clips = [torch.as_tensor(resample(torch.as_tensor(w, dtype=torch.float32), sample_rate, 16_000))
+                 for w in waveforms]
+        out = []
+        for i in range(0, len(clips), batch_size):
+            chunk = clips[i : i + batch_size]
+            lens = torch.tensor([len(c) for c in chunk], device=self.device)
+            audio = torch.zeros(len(chunk), int(lens.max()), device=self.device)
+            for j, c in enumerate(chunk):
+                audio[j, : len(c)] = c.to(self.device)
+            out.append(self.speech_embedding(audio, lens).float().cpu())
+        self.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, self.cfg.embed_dim)
+
+    @torch.no_grad()
+    def score(self, waveforms: list[Any], sample_rate: int = 16_000, ipa: str | list[str] = "") -> Tensor:
+        """How well each recording matches its IPA: the cosine of their embeddings, in [-1, 1] (higher =
+        closer). ``ipa`` is one string for every waveform, or one per waveform; returns [N] on CPU."""
+        strings = [ipa] * len(waveforms) if isinstance(ipa, str) else list(ipa)
+        if len(strings) != len(waveforms):
+            raise ValueError(f"{len(waveforms)} waveforms but {len(strings)} transcriptions")
+        if any(not s.strip() for s in strings):
+            raise ValueError("a transcription is empty")
+        speech = self.embed_speech(waveforms, sample_rate)
+        return (speech * self.embed_phones(strings)).sum(-1).clamp(-1.0, 1.0)

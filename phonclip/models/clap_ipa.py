@@ -18,14 +18,13 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from phonclip.audio import resample
 from phonclip.augment import AugmentConfig, WaveformAugment
 from phonclip.encoders.phone import PhoneEncoder, PhoneEncoderConfig
 from phonclip.encoders.speech import SpeechEncoder, SpeechEncoderConfig
 from phonclip.features import LogMel, SpecAugment
 from phonclip.losses import SigLipLoss
 from phonclip.minimal_pairs import MinimalPairSampler
-from phonclip.models.base import PhonclipModel
+from phonclip.models.base import SpeechPhoneModel
 from phonclip.optim import OptimConfig, configure_adamw
 
 WHISPER_HOP = 160
@@ -85,7 +84,7 @@ def as_config(cfg: Any) -> DictConfig:
     return OmegaConf.merge(OmegaConf.structured(ClapIpaConfig), cfg)
 
 
-class ClapIpa(PhonclipModel):
+class ClapIpa(SpeechPhoneModel):
     """Speech encoder + phone encoder + SigLIP; ``embed_speech`` / ``embed_phones`` serve users and evaluation."""
 
     Config = ClapIpaConfig
@@ -135,43 +134,6 @@ class ClapIpa(PhonclipModel):
     def phone_embedding(self, ids: Tensor, lens: Tensor) -> Tensor:
         """L2-normalised embeddings of token id rows [B, L]."""
         return F.normalize(self.phone_proj(self.phone_encoder.pooled(ids, lens)), dim=-1)
-
-    def tokenize(self, strings: list[str]) -> tuple[Tensor, Tensor]:
-        """Pad tokenizer ids of ``strings`` into [B, L] on this module's device."""
-        rows = [self.tokenizer.encode(s)[: self.cfg.phone.max_positions] or [self.tokenizer.pad_id] for s in strings]
-        lens = torch.tensor([len(r) for r in rows], device=self.device)
-        ids = torch.full((len(rows), int(lens.max())), self.tokenizer.pad_id, dtype=torch.long, device=self.device)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row, device=self.device)
-        return ids, lens
-
-    @torch.no_grad()
-    def embed_phones(self, strings: list[str], batch_size: int = 256) -> Tensor:
-        """Embeddings of IPA strings (or text, for a text-units model), batched, no grad; [N, D] on CPU."""
-        was_training = self.training
-        self.eval()
-        out = [self.phone_embedding(*self.tokenize(strings[i : i + batch_size])).float().cpu()
-               for i in range(0, len(strings), batch_size)]
-        self.train(was_training)
-        return torch.cat(out) if out else torch.empty(0, self.cfg.embed_dim)
-
-    @torch.no_grad()
-    def embed_speech(self, waveforms: list[Any], sample_rate: int = 16_000, batch_size: int = 32) -> Tensor:
-        """Embeddings of waveforms at any sample rate (resampled to 16 kHz), batched, no grad; [N, D] on CPU."""
-        was_training = self.training
-        self.eval()
-        clips = [torch.as_tensor(resample(torch.as_tensor(w, dtype=torch.float32), sample_rate, 16_000))
-                 for w in waveforms]
-        out = []
-        for i in range(0, len(clips), batch_size):
-            chunk = clips[i : i + batch_size]
-            lens = torch.tensor([len(c) for c in chunk], device=self.device)
-            audio = torch.zeros(len(chunk), int(lens.max()), device=self.device)
-            for j, c in enumerate(chunk):
-                audio[j, : len(c)] = c.to(self.device)
-            out.append(self.speech_embedding(audio, lens).float().cpu())
-        self.train(was_training)
-        return torch.cat(out) if out else torch.empty(0, self.cfg.embed_dim)
 
     # ---- training ---------------------------------------------------------------------------
     def hard_negatives(self, ipa: list[str], rank: int) -> list[str]:
