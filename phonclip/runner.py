@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from phonclip import config, registry
@@ -69,6 +70,7 @@ def run_arm(cfg: DictConfig, arm: str, fit: bool = True) -> dict:
     trainer = build_trainer(cfg, run_dir, drops)
     started = time.time()
     checkpoint = latest_checkpoint(run_dir)
+    steps = None  # what the evaluated weights were trained for
     if cfg.trainer.max_steps == 0:
         print(f"[{arm}] trainer.max_steps=0: evaluating the model as built (no training)")
     elif fit:
@@ -78,9 +80,11 @@ def run_arm(cfg: DictConfig, arm: str, fit: bool = True) -> dict:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     elif checkpoint is not None:
         model = type(model).load_from_checkpoint(checkpoint, map_location="cpu", tokenizer=model.tokenizer)
+        steps = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"])
     else:
         raise FileNotFoundError(f"no checkpoint in {run_dir}/checkpoints; run `make train EXP={cfg.name}` first")
-    train_seconds = time.time() - started
+    train_seconds = round(time.time() - started, 1) if fit else _trained_seconds(run_dir)
+    steps = int(trainer.global_step) if steps is None else steps
     if trainer.global_rank != 0:
         return {}
     datamodule.setup("test")
@@ -93,8 +97,8 @@ def run_arm(cfg: DictConfig, arm: str, fit: bool = True) -> dict:
         "experiment": cfg.name,
         "arm": arm,
         "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "steps": int(trainer.global_step),
-        "train_seconds": round(train_seconds, 1) if fit else None,
+        "steps": steps,
+        "train_seconds": train_seconds,
         "eval_seconds": round(eval_seconds, 1),
         "corpus_seconds": getattr(datamodule, "generation_seconds", None),
         "metrics": metrics,
@@ -108,6 +112,12 @@ def run_arm(cfg: DictConfig, arm: str, fit: bool = True) -> dict:
     (run_dir / "results.md").write_text(to_markdown(results))
     print(to_markdown(results))
     return results
+
+
+def _trained_seconds(run_dir: Path) -> float | None:
+    """What training this run cost, as its last results.json says (re-evaluating does not retrain)."""
+    path = run_dir / "results.json"
+    return json.loads(path.read_text()).get("train_seconds") if path.exists() else None
 
 
 def _sum_drops(loaders: list) -> dict[str, int]:

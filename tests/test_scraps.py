@@ -33,10 +33,8 @@ def _model(kind: str) -> Scraps:
     return Scraps(TINY | {"integrator": {"kind": kind, "input_size": 16}}, IpaTokenizer(keep_stress=False)).eval()
 
 
-@pytest.fixture(scope="module")
-def scraps_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("scraps_runs")
-    overrides = [
+def _overrides(root: Path) -> list[str]:
+    return [
         f"run_root={root}",
         "trainer.max_steps=2",
         "trainer.val_check_interval=null",
@@ -56,7 +54,12 @@ def scraps_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         "model.eval.intelligibility_pairs=4",
         *corpus_overrides("data.corpus", RUN_CORPUS),
     ]
-    return root / "scraps" / "main", runner.train("scraps", overrides)
+
+
+@pytest.fixture(scope="module")
+def scraps_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("scraps_runs")
+    return root / "scraps" / "main", runner.train("scraps", _overrides(root))
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +152,14 @@ def test_the_suite_reports_every_analysis_on_every_test_set(scraps_run: tuple[Pa
         assert -1 <= row["intelligibility"]["spearman"] <= 1
     for plot in ("sensitivity", "noise", "intelligibility"):
         assert (run / "plots" / f"{plot}.png").stat().st_size > 0
+
+
+def test_eval_reports_the_steps_and_training_cost_of_the_checkpoint(scraps_run: tuple[Path, dict]) -> None:
+    run, trained = scraps_run
+    evaluated = runner.evaluate("scraps", _overrides(run.parent.parent))["main"]
+    assert evaluated["steps"] == trained["main"]["steps"] == 2
+    assert evaluated["train_seconds"] == trained["main"]["train_seconds"]
+    assert evaluated["metrics"]["test_seen"]["phone→speech"] == trained["main"]["metrics"]["test_seen"]["phone→speech"]
 
 
 def test_cli_score_prints_what_the_api_computes(scraps_run: tuple[Path, dict], words_wav, capsys) -> None:
