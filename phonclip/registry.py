@@ -29,7 +29,7 @@ class Registry:
 models = Registry(
     "model",
     {"clap_ipa": "phonclip.models.clap_ipa:ClapIpa", "aligner": "phonclip.models.aligner:Aligner",
-     "scraps": "phonclip.models.scraps:Scraps"},
+     "scraps": "phonclip.models.scraps:Scraps", "ipa_clip": "phonclip.models.ipa_clip:IpaClip"},
 )
 datamodules = Registry(
     "data",
@@ -38,6 +38,7 @@ datamodules = Registry(
         "ipapack": "data_modules.ipapack:IpapackDataModule",
         "librispeech": "data_modules.librispeech:LibriSpeechDataModule",
         "aligned": "data_modules.aligned:AlignedDataModule",
+        "pronunciations": "data_modules.pronunciations:PronunciationDataModule",
     },
 )
 tokenizers = Registry("units", {"ipa": "phonclip.ipa:IpaTokenizer", "text": "phonclip.text_units:CharTokenizer"})

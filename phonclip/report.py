@@ -16,7 +16,8 @@ from phonclip.doc_sections import sections, write_merged
 from phonclip.results import flatten, metric_tables, side_by_side
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "RESULTS.md"
-REPORTED = ("clap_ipa", "ablation_hardneg", "ablation_text_vs_phone", "aligner", "scraps", "ablation_scraps_integrator")
+REPORTED = ("clap_ipa", "ablation_hardneg", "ablation_text_vs_phone", "aligner", "scraps", "ablation_scraps_integrator",
+            "ipa_clip", "ablation_phoneme_embedding")
 # Rows of the side-by-side table where an ablation has too many metrics to read (the rest: runs/<exp>/<arm>/results.md).
 SHOWN = {
     "ablation_scraps_integrator": (
@@ -51,6 +52,22 @@ def _minutes(results: dict) -> float | None:
 def _arm_minutes(results: dict) -> float:
     """Minutes of training and evaluation summed over every arm (the aligner's budget covers them all)."""
     return sum((r.get("train_seconds") or 0.0) + r.get("eval_seconds", 0.0) for r in results.values()) / 60
+
+
+def _wins(better: str, worse: str, paths: tuple[str, ...]):
+    """On how many of ``paths`` arm ``better`` scores higher than arm ``worse``."""
+    return lambda results: sum(_metric(better, p)(results) > _metric(worse, p)(results) for p in paths)
+
+
+SILHOUETTES = ("phonemes_en/s_Cc", "phonemes_en/s_Cv")
+ATTRIBUTE_METRICS = tuple(f"phonemes_en/{m}" for m in (
+    "voicing_mAP", "place_mAP", "manner_mAP", "height_rho", "backness_rho", "rounded_rho"))
+
+
+def _nonword_rise(results: dict) -> float:
+    """The smaller of the two steps (points) of the student's nonword accuracy from 0 to 1 to 2 shared attributes."""
+    acc = [_metric("main", f"nonwords/shared/shared={k}/student")(results) for k in range(3)]
+    return 100 * min(acc[1] - acc[0], acc[2] - acc[1])
 
 
 def _points(better: str, worse: str, path: str):
@@ -94,6 +111,18 @@ TARGETS = (
     Target("ablation_scraps_integrator", "α = 0.75 matched-score change, test_seen: shared − none (points; "
            "the paper: no integrator is less robust)",
            _points("shared", "none", "test_seen/noise/alpha=0.75/rel_change"), "> 0", lambda v: v > 0),
+    Target("ipa_clip", "nonword → text accuracy rises with shared attributes: smaller step of 0→1→2 (points)",
+           _nonword_rise, "> 0", lambda v: v > 0),
+    Target("ipa_clip", "nonword → text accuracy at 2 shared attributes: student − teacher on spelling (points)",
+           lambda r: 100 * (_metric("main", "nonwords/shared/shared=2/student")(r)
+                            - _metric("main", "nonwords/shared/shared=2/teacher_spelling")(r)),
+           "> 0", lambda v: v > 0),
+    Target("ipa_clip", "minutes: pair generation + teacher caching + training + evaluation", _minutes, "≤ 15",
+           lambda v: v <= 15),
+    Target("ablation_phoneme_embedding", "English phones: silhouettes (s_Cc, s_Cv) where Frozen > Baseline",
+           _wins("frozen", "baseline", SILHOUETTES), "2 of 2", lambda v: v == 2),
+    Target("ablation_phoneme_embedding", "English phones: voicing/place/manner mAP and height/backness/roundedness ρ "
+           "where Frozen > Baseline", _wins("frozen", "baseline", ATTRIBUTE_METRICS), "≥ 5 of 6", lambda v: v >= 5),
 )
 
 

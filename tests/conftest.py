@@ -1,12 +1,20 @@
 """Shared test setup: caches in a temp dir, deterministic hypothesis without a database in the repo, and one
-tiny CLAP-IPA run per session that the CLI, API and aligner tests start from."""
+tiny CLAP-IPA run per session that the CLI, API and aligner tests start from; a tiny CLIP with images."""
 
 import os
 
 import pytest
 from hypothesis import settings
 from omegaconf import DictConfig
-from tiny import RUN_CORPUS, RUN_MODEL, TinyRun, corpus_overrides
+from tiny import (
+    RUN_CORPUS,
+    RUN_MODEL,
+    TinyClip,
+    TinyRun,
+    corpus_overrides,
+    write_image_folder,
+    write_tiny_clip,
+)
 
 from phonclip import runner
 
@@ -48,3 +56,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
         results = runner.train("clap_ipa", overrides)
     assert results["main"]["steps"] == 2
     return TinyRun(root / "clap_ipa" / "main", built[0])
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> TinyClip:
+    """A tiny random CLIP (the paper's teacher and image tower) and a 4-class ImageFolder, saved once."""
+    model = write_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+    images = write_image_folder(tmp_path_factory.mktemp("imagenet") / "val")
+    return TinyClip(model=model, images=images, dim=16)

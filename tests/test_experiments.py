@@ -4,7 +4,14 @@ import json
 from pathlib import Path
 
 import pytest
-from tiny import TINY_CORPUS, TinyRun, corpus_overrides
+from tiny import (
+    TINY_CORPUS,
+    TINY_IPA_CLIP,
+    TINY_PRONUNCIATIONS,
+    TinyClip,
+    TinyRun,
+    corpus_overrides,
+)
 from transformers import BertConfig, BertModel, WhisperConfig, WhisperModel
 
 from data_modules.synthetic import SyntheticConfig, generate_corpus, shards
@@ -60,10 +67,12 @@ def _data_overrides(name: str, corpus: Path, pretrained: dict[str, Path]) -> lis
             f"model.phone.pretrained={pretrained['bert']}",
             "model.phone.max_positions=128",
         ]
+    if cfg.data.name == "pronunciations":
+        return corpus_overrides("data", TINY_PRONUNCIATIONS)
     raise AssertionError(f"add tiny-data overrides for data.name={cfg.data.name}")
 
 
-def _model_overrides(name: str, tiny_run: TinyRun) -> list[str]:
+def _model_overrides(name: str, tiny_run: TinyRun, tiny_clip: TinyClip) -> list[str]:
     (_, cfg), *_ = config.load(name)
     if cfg.model.name == "clap_ipa":
         return TINY_MODEL
@@ -72,6 +81,12 @@ def _model_overrides(name: str, tiny_run: TinyRun) -> list[str]:
     if cfg.model.name == "scraps":
         return [*TINY_MODEL, "model.integrator.input_size=16", "model.eval.max_clips=40",
                 "model.eval.intelligibility_pairs=3"]
+    if cfg.model.name == "ipa_clip":
+        tiny = corpus_overrides("model", TINY_IPA_CLIP)
+        if cfg.model.teacher.kind == "clip":  # the paper's CLIP teacher and ImageNet: tiny stand-ins
+            tiny += [f"model.teacher.name_or_path={tiny_clip.model}", f"model.teacher_dim={tiny_clip.dim}",
+                     f"model.eval.imagenet.root={tiny_clip.images}", f"model.eval.imagenet.tower={tiny_clip.model}"]
+        return tiny
     raise AssertionError(f"add tiny-model overrides for model.name={cfg.model.name}")
 
 
@@ -84,18 +99,22 @@ def _check_metrics(model: str, row: dict) -> None:
         assert 0.0 <= row["phone→speech"]["hit@1"] <= 1.0
         assert 0.0 <= row["sensitivity"]["random@0.2"]["drop"] <= 1.0
         assert -1.0 <= row["intelligibility"]["spearman"] <= 1.0
+    elif model == "ipa_clip":
+        assert row.get("mse", 0.0) >= 0.0 and -1.0 <= row.get("s_Cv", 0.0) <= 1.0
+        assert {"mse", "s_Cv", "shared", "pronunciation"} & set(row), f"unexpected section {sorted(row)}"
     else:
         assert 0.0 <= row["phone"]["f1@20"] <= 1.0 and row["phone"]["boundaries"] > 0
 
 
-PLOTS = {"clap_ipa": "similarity_matrix.png", "aligner": "alignment_0.png", "scraps": "noise.png"}
+PLOTS = {"clap_ipa": "similarity_matrix.png", "aligner": "alignment_0.png", "scraps": "noise.png",
+         "ipa_clip": "nonwords.png"}
 
 
 @pytest.mark.parametrize("name", config.experiment_names())
 def test_experiment_runs_end_to_end(
-    name: str, tmp_path: Path, tiny_corpus: Path, tiny_pretrained: dict, tiny_run: TinyRun
+    name: str, tmp_path: Path, tiny_corpus: Path, tiny_pretrained: dict, tiny_run: TinyRun, tiny_clip: TinyClip
 ) -> None:
-    overrides = [f"run_root={tmp_path}", "trainer.fast_dev_run=1", *_model_overrides(name, tiny_run)]
+    overrides = [f"run_root={tmp_path}", "trainer.fast_dev_run=1", *_model_overrides(name, tiny_run, tiny_clip)]
     overrides += _data_overrides(name, tiny_corpus, tiny_pretrained)
     results = runner.train(name, overrides)
     arms = config.load(name)
