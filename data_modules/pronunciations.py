@@ -226,15 +226,21 @@ class PronunciationDataModule(L.LightningDataModule):
         self.generation_seconds: float | None = None
 
     def prepare_data(self) -> None:
-        build_pairs(self.cfg)
+        self._build()
+
+    def _build(self) -> list[Pair]:
+        """The pairs; what building them cost is kept when this call built them (not read the cache)."""
+        started = time.time()
+        fresh = not _cache_file(self.cfg).exists()
+        pairs = build_pairs(self.cfg)
+        if fresh:
+            self.generation_seconds = round(time.time() - started, 1)
+        return pairs
 
     def setup(self, stage: str | None = None) -> None:
         if self.pairs:
             return
-        started = time.time()
-        fresh = not _cache_file(self.cfg).exists()
-        pairs = build_pairs(self.cfg)
-        self.generation_seconds = round(time.time() - started, 1) if fresh else None
+        pairs = self._build()
         self.ids = [self.tokenizer.encode(p.ipa) for p in pairs]
         keep = [i for i, ids in enumerate(self.ids) if 0 < len(ids) <= self.cfg.max_phones]
         self.skipped_long = len(pairs) - len(keep)

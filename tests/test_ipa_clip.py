@@ -128,6 +128,28 @@ def test_pairs_are_built_once_then_read_from_the_cache(monkeypatch: pytest.Monke
     assert build_pairs(cfg, progress=False) == first
 
 
+def test_building_the_pairs_is_timed_once() -> None:
+    cfg = PronunciationDataConfig(**(TINY_PRONUNCIATIONS | {"seed": 7}))
+    fresh = PronunciationDataModule(cfg, tokenizer=IpaTokenizer())
+    fresh.prepare_data()
+    fresh.setup("fit")
+    assert fresh.generation_seconds is not None and fresh.generation_seconds >= 0
+    cached = PronunciationDataModule(cfg, tokenizer=IpaTokenizer())
+    cached.prepare_data()
+    assert cached.generation_seconds is None
+
+
+def test_training_batches_group_similar_lengths_and_cover_every_pair(datamodule: PronunciationDataModule) -> None:
+    loader = datamodule.train_dataloader()
+    rows = [int(i) for batch in loader for i in batch["index"]]
+    assert sorted(rows) == datamodule.train_index  # every training pair once per epoch
+    loader.batch_sampler.set_epoch(1)
+    assert [int(i) for batch in loader for i in batch["index"]] != rows  # reshuffled by epoch
+    for batch in loader:
+        assert batch["phone_ids"].numel() <= datamodule.cfg.max_batch_tokens or len(batch["ipa"]) == 1
+        assert len(batch["ipa"]) <= datamodule.cfg.batch_size
+
+
 def test_batches_carry_padded_ids_and_pair_indices(datamodule: PronunciationDataModule) -> None:
     batch = next(iter(datamodule.val_dataloader()))
     assert batch["phone_ids"].shape[0] == len(batch["ipa"]) == batch["index"].shape[0]
@@ -186,6 +208,18 @@ def test_distillation_fits_a_few_pairs(datamodule: PronunciationDataModule, teac
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0]
+
+
+def test_contrastive_term_enters_with_its_weight_at_a_fixed_temperature(
+    datamodule: PronunciationDataModule, teacher: TextTeacher
+) -> None:
+    model = tiny_model(contrastive_weight=0.5)
+    model.targets = teacher.embed(datamodule.texts, progress=False)
+    losses = model._losses(datamodule.collate(datamodule.train_index[:6]))
+    assert losses["contrastive"] > 0
+    assert torch.allclose(losses["loss"], losses["mse"] + 0.5 * losses["contrastive"])
+    assert not model.contrastive.logit_scale.requires_grad
+    assert model.contrastive.logit_scale.exp().item() == pytest.approx(1 / 0.05)
 
 
 def test_checkpoints_hold_the_student_only() -> None:
