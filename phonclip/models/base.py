@@ -3,6 +3,7 @@ randomness; and, for models that embed speech and IPA in one space, the batching
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,29 @@ import torch
 from torch import Tensor
 
 from phonclip.audio import resample
+
+
+def pad_token_ids(tokenizer: Any, strings: list[str], max_positions: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Tokenizer ids of ``strings`` (cut at ``max_positions``; an empty string is one pad token) padded into
+    [B, L], with their lengths [B], on ``device``."""
+    rows = [tokenizer.encode(s)[:max_positions] or [tokenizer.pad_id] for s in strings]
+    lens = torch.tensor([len(r) for r in rows], device=device)
+    ids = torch.full((len(rows), int(lens.max())), tokenizer.pad_id, dtype=torch.long, device=device)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, device=device)
+    return ids, lens
+
+
+@torch.no_grad()
+def embed_strings(model: Any, embed: Callable[[Tensor, Tensor], Tensor], strings: list[str], batch_size: int,
+                  dim: int) -> Tensor:
+    """``embed(ids, lens)`` of ``strings`` tokenised by ``model.tokenize``, in eval mode and batches, without
+    gradients; [N, dim] on the CPU (the model's train / eval mode is restored)."""
+    was_training = model.training
+    model.eval()
+    out = [embed(*model.tokenize(strings[i : i + batch_size])).float().cpu() for i in range(0, len(strings), batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, dim)
 
 
 class PhonclipModel(L.LightningModule):
@@ -51,22 +75,11 @@ class SpeechPhoneModel(PhonclipModel):
 
     def tokenize(self, strings: list[str]) -> tuple[Tensor, Tensor]:
         """Pad tokenizer ids of ``strings`` into [B, L] on this module's device."""
-        rows = [self.tokenizer.encode(s)[: self.cfg.phone.max_positions] or [self.tokenizer.pad_id] for s in strings]
-        lens = torch.tensor([len(r) for r in rows], device=self.device)
-        ids = torch.full((len(rows), int(lens.max())), self.tokenizer.pad_id, dtype=torch.long, device=self.device)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row, device=self.device)
-        return ids, lens
+        return pad_token_ids(self.tokenizer, strings, self.cfg.phone.max_positions, self.device)
 
-    @torch.no_grad()
     def embed_phones(self, strings: list[str], batch_size: int = 256) -> Tensor:
         """Embeddings of IPA strings (or text, for a text-units model), batched, no grad; [N, D] on CPU."""
-        was_training = self.training
-        self.eval()
-        out = [self.phone_embedding(*self.tokenize(strings[i : i + batch_size])).float().cpu()
-               for i in range(0, len(strings), batch_size)]
-        self.train(was_training)
-        return torch.cat(out) if out else torch.empty(0, self.cfg.embed_dim)
+        return embed_strings(self, self.phone_embedding, strings, batch_size, self.cfg.embed_dim)
 
     @torch.no_grad()
     def embed_speech(self, waveforms: list[Any], sample_rate: int = 16_000, batch_size: int = 32) -> Tensor:

@@ -31,7 +31,7 @@ from phonclip.encoders.text_teacher import (
     load_teacher,
 )
 from phonclip.losses import ClipLoss
-from phonclip.models.base import PhonclipModel
+from phonclip.models.base import PhonclipModel, embed_strings, pad_token_ids
 from phonclip.optim import OptimConfig, configure_adamw
 
 
@@ -146,23 +146,11 @@ class IpaClip(PhonclipModel):
 
     def tokenize(self, strings: list[str]) -> tuple[Tensor, Tensor]:
         """Pad tokenizer ids of ``strings`` into [B, L] on this module's device."""
-        rows = [self.tokenizer.encode(s)[: self.cfg.encoder.max_positions] or [self.tokenizer.unk_id]
-                for s in strings]
-        lens = torch.tensor([len(r) for r in rows], device=self.device)
-        ids = torch.full((len(rows), int(lens.max())), self.tokenizer.pad_id, dtype=torch.long, device=self.device)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row, device=self.device)
-        return ids, lens
+        return pad_token_ids(self.tokenizer, strings, self.cfg.encoder.max_positions, self.device)
 
-    @torch.no_grad()
     def embed_pronunciations(self, ipa: list[str], batch_size: int = 256) -> Tensor:
         """Embeddings of IPA strings in the teacher's space (compare with its text embeddings); [N, D] on CPU."""
-        was_training = self.training
-        self.eval()
-        out = [self.pronunciation_embedding(*self.tokenize(ipa[i : i + batch_size])).float().cpu()
-               for i in range(0, len(ipa), batch_size)]
-        self.train(was_training)
-        return torch.cat(out) if out else torch.empty(0, self.cfg.teacher_dim)
+        return embed_strings(self, self.pronunciation_embedding, ipa, batch_size, self.cfg.teacher_dim)
 
     # ---- training ---------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
