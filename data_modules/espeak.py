@@ -93,6 +93,7 @@ class Utterance:
     word_ipa: list[str]  # parallel to ``words``
     word_phones: list[list[int]]  # indices into ``phones`` of each word
     foreign: list[bool]  # espeak read this word in another language ("(en)…" switch)
+    word_chars: list[int] = field(default_factory=list)  # 0-based character offset of each word in the text
     counts: Counter = field(default_factory=Counter)  # clean-up actions (stød, tones, digits)
 
     @property
@@ -274,8 +275,8 @@ class Espeak:
             if ev.type == EVENT_PHONEME:
                 name = bytes(ev.id.string).split(b"\0", 1)[0].decode("utf-8", "replace")
                 self._events.append((EVENT_PHONEME, ev.sample, name))
-            elif ev.type == EVENT_WORD:
-                self._events.append((EVENT_WORD, ev.sample, ""))
+            elif ev.type == EVENT_WORD:  # espeak counts text positions from 1
+                self._events.append((EVENT_WORD, ev.sample, str(ev.text_position - 1)))
             i += 1
         return 0
 
@@ -395,16 +396,19 @@ def _build_utterance(
     ties: bool,
     tones: list[list[str]] | None,
 ) -> Utterance:
-    """Phone i spans from its event to the next phoneme event (pauses have empty names)."""
+    """Phone i spans from its event to the next phoneme event (pauses have empty names); a word
+    event's name is its character offset in the text (espeak may speak a few words as one)."""
     counts: Counter = Counter()
     n = len(audio)
     per_word: list[list[Phone]] = []
     foreign: list[bool] = []
+    chars: list[int] = []
     marks: list[tuple[int, str, int]] = []  # (sample, name, word index)
     for kind, sample, name in events:
         if kind == EVENT_WORD:
             per_word.append([])
             foreign.append(False)
+            chars.append(int(name))
         else:
             marks.append((min(max(sample, 0), n), name, len(per_word) - 1))
     switched = False  # inside an (xx)…(yy) span that espeak reads in another language
@@ -419,8 +423,9 @@ def _build_utterance(
         if ipa and w >= 0:
             foreign[w] = foreign[w] or switched
             per_word[w].append((ipa, start / sample_rate, end / sample_rate))
-    merged = [(_merge_modifiers(p, counts), f) for p, f in zip(per_word, foreign)]
-    merged = [(p, f) for p, f in merged if p]
+    merged = [(_merge_modifiers(p, counts), f, c) for p, f, c in zip(per_word, foreign, chars)]
+    word_chars = [c for p, _, c in merged if p]
+    merged = [(p, f) for p, f, _ in merged if p]
     if tones is not None and len(tones) != len(merged):
         counts["tone_unaligned"] += 1
     elif tones is not None:
@@ -438,5 +443,6 @@ def _build_utterance(
         word_ipa=["".join(x[0] for x in p) for p, _ in merged],
         word_phones=word_phones,
         foreign=[f for _, f in merged],
+        word_chars=word_chars,
         counts=counts,
     )

@@ -29,7 +29,8 @@ class Registry:
 models = Registry(
     "model",
     {"clap_ipa": "phonclip.models.clap_ipa:ClapIpa", "aligner": "phonclip.models.aligner:Aligner",
-     "scraps": "phonclip.models.scraps:Scraps", "ipa_clip": "phonclip.models.ipa_clip:IpaClip"},
+     "scraps": "phonclip.models.scraps:Scraps", "ipa_clip": "phonclip.models.ipa_clip:IpaClip",
+     "semantic_awe": "phonclip.models.semantic_awe:SemanticAwe"},
 )
 datamodules = Registry(
     "data",
@@ -39,6 +40,7 @@ datamodules = Registry(
         "librispeech": "data_modules.librispeech:LibriSpeechDataModule",
         "aligned": "data_modules.aligned:AlignedDataModule",
         "pronunciations": "data_modules.pronunciations:PronunciationDataModule",
+        "spoken_words": "data_modules.spoken_words:SpokenWordsDataModule",
     },
 )
 tokenizers = Registry("units", {"ipa": "phonclip.ipa:IpaTokenizer", "text": "phonclip.text_units:CharTokenizer"})
