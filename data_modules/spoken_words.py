@@ -18,8 +18,8 @@ different word.
 
 from __future__ import annotations
 
-import dataclasses
 import bisect
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -197,19 +197,31 @@ def target_sentences(cfg: SpokenWordsConfig) -> list[list[str]]:
     return sentences[: cfg.max_sentences]
 
 
+STAGE1_KEYS = ("corpus", "target_voice", "heldout_word_types", "n_mels", "max_frames", "seed")
+TARGET_KEYS = ("target_voice", "text", "topics", "max_sentences", "sentence_words", "test_fraction", "train_voices",
+               "heldout_voices", "rate", "pitch", "n_mels", "max_frames", "seed")
+
+
 def _cache_key(cfg: SpokenWordsConfig, what: str) -> str:
-    spec = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("workers", "batch_pairs", "name", "units")}
-    spec["corpus"] = {k: v for k, v in spec["corpus"].items() if k != "workers"}
-    if cfg.text != "wordnet":
+    """Hash of the settings that shape the ``what`` ("stage1" | "target") segments."""
+    spec = {k: v for k, v in dataclasses.asdict(cfg).items() if k in (STAGE1_KEYS if what == "stage1" else TARGET_KEYS)}
+    if what == "stage1":
+        spec["corpus"] = {k: v for k, v in spec["corpus"].items() if k != "workers"}
+    elif cfg.text != "wordnet":
         spec["text_sha"] = hashlib.sha256(Path(cfg.text).read_bytes()).hexdigest()
     spec |= {"what": what, "version": CACHE_VERSION, "espeak": version("espeakng-loader")}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def cache_path(cfg: SpokenWordsConfig, what: str) -> Path:
+    """Where the ``what`` ("stage1" | "target") segments of ``cfg`` are cached."""
+    return cache_root() / "spoken_words" / f"{what}-{_cache_key(cfg, what)}.pt"
+
+
 def _frames(start: float, end: float, n: int, max_frames: int) -> tuple[int, int]:
     """Frame span of a word timed in seconds: at least one frame, inside the clip, at most ``max_frames``."""
-    a = min(int(round(start * FRAME_RATE)), n - 1)
-    b = max(min(int(round(end * FRAME_RATE)), n), a + 1)
+    a = min(round(start * FRAME_RATE), n - 1)
+    b = max(min(round(end * FRAME_RATE), n), a + 1)
     return a, min(b, a + max_frames)
 
 
@@ -282,7 +294,7 @@ def _run_pool(worker: Any, tasks: list[Any], workers: int, desc: str, progress: 
 
 def build_target(cfg: SpokenWordsConfig, progress: bool = True) -> tuple[Segments, dict[str, Any]]:
     """Target-language word segments (cached) and a summary of how they were made."""
-    path = cache_root() / "spoken_words" / f"target-{_cache_key(cfg, 'target')}.pt"
+    path = cache_path(cfg, "target")
     summary_path = path.with_suffix(".json")
     if path.exists() and summary_path.exists():
         return Segments.load(path), json.loads(summary_path.read_text())
@@ -314,7 +326,7 @@ def build_target(cfg: SpokenWordsConfig, progress: bool = True) -> tuple[Segment
 def build_stage1(cfg: SpokenWordsConfig, progress: bool = True) -> Segments:
     """Seen-language word segments from the embedded corpus (cached); a few word types are validation."""
     corpus_cfg = as_config(cfg.corpus, SyntheticConfig)
-    path = cache_root() / "spoken_words" / f"stage1-{_cache_key(cfg, 'stage1')}.pt"
+    path = cache_path(cfg, "stage1")
     if path.exists():
         return Segments.load(path)
     root = generate_corpus(corpus_cfg, progress=progress)
@@ -378,15 +390,18 @@ class SpokenWordsDataModule(L.LightningDataModule):
         self.generation_seconds: float | None = None
 
     def prepare_data(self) -> None:
+        """Build what is not cached yet; ``generation_seconds`` is the time that took (None: all cached)."""
+        missing = [what for what in ("stage1", "target") if not cache_path(self.cfg, what).exists()]
+        started = time.perf_counter()
         build_stage1(self.cfg)
         build_target(self.cfg)
+        self.generation_seconds = round(time.perf_counter() - started, 1) if missing else None
 
     def setup(self, stage: str | None = None) -> None:
         if self.stage1 is None:
             self.stage1 = build_stage1(self.cfg)
         if stage in (None, "test") and self.target is None:
             self.target, self.target_summary = build_target(self.cfg)
-            self.generation_seconds = self.target_summary.get("seconds")
 
     def _pairs(self, split: str, shuffle: bool) -> DataLoader:
         assert self.stage1 is not None

@@ -17,7 +17,7 @@ from phonclip.results import flatten, metric_tables, side_by_side
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "RESULTS.md"
 REPORTED = ("clap_ipa", "ablation_hardneg", "ablation_text_vs_phone", "aligner", "scraps", "ablation_scraps_integrator",
-            "ipa_clip", "ablation_phoneme_embedding")
+            "ipa_clip", "ablation_phoneme_embedding", "semantic_awe", "ablation_semantic_awe")
 # Rows of the side-by-side table where an ablation has too many metrics to read (the rest: runs/<exp>/<arm>/results.md).
 SHOWN = {
     "ablation_scraps_integrator": (
@@ -75,6 +75,24 @@ def _points(better: str, worse: str, path: str):
     return lambda results: 100 * (_metric(better, path)(results) - _metric(worse, path)(results))
 
 
+def _rho_points(results: dict) -> float:
+    """Points of averaged Spearman ρ the cluster+Skipgram AWE gains over the phonetic AWE it starts from."""
+    return 100 * (_metric("main", "cluster_skipgram/spearman_averaged")(results)
+                  - _metric("main", "phonetic/spearman_averaged")(results))
+
+
+def _topline_share(results: dict) -> float:
+    """Averaged ρ of cluster+Skipgram as a share of the text topline's."""
+    return (_metric("main", "cluster_skipgram/spearman_averaged")(results)
+            / _metric("main", "text_skipgram/spearman_averaged")(results))
+
+
+def _fit_minutes(results: dict) -> float:
+    """Minutes of training and evaluation of the main arm, less any data generation that run did (data cached)."""
+    main = results["main"]
+    return ((main.get("train_seconds") or 0.0) + main.get("eval_seconds", 0.0) - (main.get("corpus_seconds") or 0.0)) / 60
+
+
 TARGETS = (
     Target("clap_ipa", "phone→speech Hit@1, seen languages, held-out words",
            _metric("main", "test_seen/phone→speech/hit@1"), "≥ 0.90", lambda v: v >= 0.90),
@@ -123,6 +141,13 @@ TARGETS = (
            _wins("frozen", "baseline", SILHOUETTES), "2 of 2", lambda v: v == 2),
     Target("ablation_phoneme_embedding", "English phones: voicing/place/manner mAP and height/backness/roundedness ρ "
            "where Frozen > Baseline", _wins("frozen", "baseline", ATTRIBUTE_METRICS), "≥ 5 of 6", lambda v: v >= 5),
+    Target("semantic_awe", "averaged Spearman ρ with gold: cluster+Skipgram − phonetic AWE (points)", _rho_points,
+           "≥ 10", lambda v: v >= 10),
+    Target("semantic_awe", "averaged Spearman ρ: cluster+Skipgram / text topline", _topline_share, "≥ 0.5",
+           lambda v: v >= 0.5),
+    Target("semantic_awe", "stage-1 same-word AP on the target language (never trained on)",
+           _metric("main", "phonetic_awe/average_precision"), "≥ 0.5", lambda v: v >= 0.5),
+    Target("semantic_awe", "minutes: training + evaluation (data cached)", _fit_minutes, "≤ 15", lambda v: v <= 15),
 )
 
 

@@ -8,6 +8,8 @@ from tiny import (
     TINY_CORPUS,
     TINY_IPA_CLIP,
     TINY_PRONUNCIATIONS,
+    TINY_SEMANTIC_AWE,
+    TINY_SPOKEN_WORDS,
     TinyClip,
     TinyRun,
     corpus_overrides,
@@ -69,6 +71,8 @@ def _data_overrides(name: str, corpus: Path, pretrained: dict[str, Path]) -> lis
         ]
     if cfg.data.name == "pronunciations":
         return corpus_overrides("data", TINY_PRONUNCIATIONS)
+    if cfg.data.name == "spoken_words":
+        return corpus_overrides("data.corpus", TINY_CORPUS) + corpus_overrides("data", TINY_SPOKEN_WORDS)
     raise AssertionError(f"add tiny-data overrides for data.name={cfg.data.name}")
 
 
@@ -87,6 +91,8 @@ def _model_overrides(name: str, tiny_run: TinyRun, tiny_clip: TinyClip) -> list[
             tiny += [f"model.teacher.name_or_path={tiny_clip.model}", f"model.teacher_dim={tiny_clip.dim}",
                      f"model.eval.imagenet.root={tiny_clip.images}", f"model.eval.imagenet.tower={tiny_clip.model}"]
         return tiny
+    if cfg.model.name == "semantic_awe":  # an ablation's stage 1 is trained here rather than read from a run
+        return corpus_overrides("model", TINY_SEMANTIC_AWE) + ["model.init_from=null"]
     raise AssertionError(f"add tiny-model overrides for model.name={cfg.model.name}")
 
 
@@ -102,12 +108,16 @@ def _check_metrics(model: str, row: dict) -> None:
     elif model == "ipa_clip":
         assert row.get("mse", 0.0) >= 0.0 and -1.0 <= row.get("s_Cv", 0.0) <= 1.0
         assert {"mse", "s_Cv", "shared", "pronunciation"} & set(row), f"unexpected section {sorted(row)}"
+    elif model == "semantic_awe":
+        assert 0.0 <= row.get("average_precision", 0.0) <= 1.0
+        assert -1.0 <= row.get("spearman_averaged", 0.0) <= 1.0
+        assert {"average_precision", "spearman_averaged", "segments"} & set(row), f"unexpected section {sorted(row)}"
     else:
         assert 0.0 <= row["phone"]["f1@20"] <= 1.0 and row["phone"]["boundaries"] > 0
 
 
 PLOTS = {"clap_ipa": "similarity_matrix.png", "aligner": "alignment_0.png", "scraps": "noise.png",
-         "ipa_clip": "nonwords.png"}
+         "ipa_clip": "nonwords.png", "semantic_awe": "word_map_{}.png"}
 
 
 @pytest.mark.parametrize("name", config.experiment_names())
@@ -127,4 +137,4 @@ def test_experiment_runs_end_to_end(
             _check_metrics(cfg.model.name, row)
         assert (run_dir / "results.md").read_text().startswith(f"# {name} / {arm}")
         assert (run_dir / "config.yaml").exists()
-        assert (run_dir / "plots" / PLOTS[cfg.model.name]).exists()
+        assert (run_dir / "plots" / PLOTS[cfg.model.name].format(cfg.model.get("strategies", [""])[-1])).exists()

@@ -51,6 +51,10 @@ class TinyRun:
 # IPA-CLIP on a few dozen pairs: the real teacher (from its wheel) but a one-layer student.
 TINY_PRONUNCIATIONS = {"max_sentences": 60, "photo_words": 60, "single_words": 40, "valid_size": 20,
                        "batch_size": 16}
+TINY_SPOKEN_WORDS = {"max_sentences": 80, "batch_pairs": 4, "heldout_word_types": 0.25, "workers": 1}
+TINY_SEMANTIC_AWE = {"encoder.hidden": 16, "encoder.layers": 1, "encoder.dim": 16, "stage2.clusters": 12,
+                     "stage2.epochs": 1, "eval.words": 12, "eval.min_train_count": 1, "eval.min_test_count": 1,
+                     "eval.qbe_queries": 4}
 TINY_IPA_CLIP = {"encoder.dim": 32, "encoder.n_layers": 1, "encoder.n_heads": 2, "encoder.hidden_dim": 64,
                  "eval.language_words": 5, "eval.nonword_classes": 10}
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from data_modules.pronunciations import wordnet_nouns
+from phonclip.encoders.word_rnn import embed_rows
 from phonclip.eval.plots import save_figure
 from phonclip.eval.word_similarity import (
     averaged_vectors,
@@ -31,6 +32,7 @@ from phonclip.models.skipgram import (
     Projection,
     Skipgram,
     context_pairs,
+    fine_tune_on_context,
     fit,
     fit_kmeans,
     one_hot_labels,
@@ -45,6 +47,7 @@ class TargetSpeech:
 
     def __init__(self, model: Any, segments: Any) -> None:
         self.segments = segments
+        self.encoder = model.encoder
         self.train_rows, self.test_rows = segments.rows("train"), segments.rows("test")
         self.train_words = [segments.words[i] for i in self.train_rows]
         self.test_words = [segments.words[i] for i in self.test_rows]
@@ -76,6 +79,11 @@ def _projection(speech: TargetSpeech, cfg: Any, seed: int) -> Tensor:
         return projection.embed(F.normalize(speech.phonetic_test, dim=-1))
 
 
+def _context_rnn(speech: TargetSpeech, cfg: Any, seed: int) -> Tensor:
+    encoder = fine_tune_on_context(speech.encoder, speech.segments, speech.train_rows, speech.pairs, cfg, seed)
+    return embed_rows(encoder, speech.segments, speech.test_rows)
+
+
 def _text_skipgram(speech: TargetSpeech, cfg: Any, seed: int) -> Tensor:
     """The topline: true word identities, the ``clusters - 1`` most frequent (the rest share one label)."""
     frequent = [w for w, _ in Counter(speech.train_words).most_common(cfg.clusters - 1)]
@@ -90,6 +98,7 @@ STRATEGIES: dict[str, Callable[[TargetSpeech, Any, int], Tensor]] = {
     "phonetic": _phonetic,
     "cluster_skipgram": _cluster_skipgram,
     "projection": _projection,
+    "context_rnn": _context_rnn,
     "text_skipgram": _text_skipgram,
 }
 

@@ -19,13 +19,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from phonclip.encoders.word_rnn import WordEncoderConfig, WordRnn
+from phonclip.encoders.word_rnn import WordEncoderConfig, WordRnn, embed_rows
 from phonclip.losses import ClipLoss
 from phonclip.models.base import PhonclipModel
 from phonclip.models.skipgram import Stage2Config
 from phonclip.optim import OptimConfig, configure_adamw
 
-STRATEGIES = ("phonetic", "cluster_skipgram", "projection", "text_skipgram")
+STRATEGIES = ("phonetic", "cluster_skipgram", "projection", "context_rnn", "text_skipgram")
 
 
 @dataclass
@@ -97,20 +97,9 @@ class SemanticAwe(PhonclipModel):
         """Phonetic AWEs [B, dim] (not normalised) of padded segments."""
         return self.encoder(feats, lens)
 
-    @torch.no_grad()
     def embed_segments(self, segments: Any, rows: list[int], batch_size: int = 512) -> Tensor:
-        """Phonetic AWEs [len(rows), dim] on the CPU, batched by length (eval mode restored afterwards)."""
-        was_training = self.training
-        self.eval()
-        lengths = segments.lengths()[rows]
-        order = torch.argsort(lengths, descending=True).tolist()
-        out = torch.empty(len(rows), self.cfg.encoder.dim)
-        for i in range(0, len(order), batch_size):
-            chunk = order[i : i + batch_size]
-            batch = segments.batch([rows[j] for j in chunk])
-            out[chunk] = self.embed(batch["feats"].to(self.device), batch["lens"]).float().cpu()
-        self.train(was_training)
-        return out
+        """Phonetic AWEs [len(rows), dim] of a DataModule's segments, on the CPU."""
+        return embed_rows(self.encoder, segments, rows, batch_size)
 
     def _loss(self, batch: dict) -> Tensor:
         z = self.embed(batch["feats"], batch["lens"])

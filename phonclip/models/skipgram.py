@@ -7,11 +7,15 @@
   topline.
 - ``Projection``: the cheap alternative: an MLP on the phonetic AWE trained so that a word's image
   picks its context words' images out of the batch (InfoNCE).
+- ``fine_tune_on_context``: the multilingual ContrastiveRNN itself, fine-tuned on target-language
+  pseudo-pairs (words spoken near each other) with the same InfoNCE.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +37,10 @@ class Stage2Config:
     epochs: int = 5
     batch_size: int = 4096
     lr: float = 0.01
-    projection_temperature: float = 0.1
+    projection_temperature: float = 0.1  # of the InfoNCE of the projection and of the context RNN
+    context_rnn_steps: int = 300  # fine-tuning steps of the stage-1 ContrastiveRNN on context pairs
+    context_rnn_pairs: int = 64  # context pairs per step
+    context_rnn_lr: float = 1e-4
 
 
 Labels = tuple[Tensor, Tensor]  # (indices [N, k] long, weights [N, k] float): a sparse distribution per segment
@@ -141,3 +148,24 @@ def fit(model: nn.Module, inputs: Labels | Tensor, pairs: Tensor, cfg: Stage2Con
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
     return model.eval()
+
+
+def fine_tune_on_context(encoder: nn.Module, segments: Any, rows: list[int], pairs: Tensor, cfg: Stage2Config,
+                         seed: int) -> nn.Module:
+    """A copy of the stage-1 ``encoder`` fine-tuned so that a word segment picks its context word out of the
+    batch; ``pairs`` index ``rows`` of ``segments``."""
+    encoder = copy.deepcopy(encoder).train()
+    device = next(encoder.parameters()).device
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.context_rnn_lr)
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    for _ in tqdm(range(cfg.context_rnn_steps), desc="context RNN", unit="step", leave=False):
+        chosen = pairs[torch.randint(len(pairs), (cfg.context_rnn_pairs,), generator=generator)]
+        batch = segments.batch([rows[i] for i in chosen.T.flatten().tolist()])  # centres, then contexts
+        z = F.normalize(encoder(batch["feats"].to(device), batch["lens"]), dim=-1)
+        centre, context = z.chunk(2)
+        loss = F.cross_entropy(centre @ context.T / cfg.projection_temperature, torch.arange(len(centre), device=device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return encoder.eval()
