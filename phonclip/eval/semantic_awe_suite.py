@@ -66,15 +66,15 @@ def _phonetic(speech: TargetSpeech, cfg: Any, seed: int) -> Tensor:
 def _cluster_skipgram(speech: TargetSpeech, cfg: Any, seed: int) -> Tensor:
     centroids = fit_kmeans(speech.phonetic_train, cfg.clusters, seed)
     train = soft_labels(speech.phonetic_train, centroids, cfg.top_k, cfg.soft_temperature)
-    skipgram = fit(Skipgram(cfg.clusters, cfg.dim), train, speech.pairs, cfg, seed, "cluster skipgram")
+    skipgram = fit(lambda: Skipgram(cfg.clusters, cfg.dim), train, speech.pairs, cfg, seed, "cluster skipgram")
     with torch.no_grad():
         return skipgram.embed(soft_labels(speech.phonetic_test, centroids, cfg.top_k, cfg.soft_temperature))
 
 
 def _projection(speech: TargetSpeech, cfg: Any, seed: int) -> Tensor:
     train = F.normalize(speech.phonetic_train, dim=-1)
-    projection = Projection(train.shape[1], cfg.dim, cfg.projection_temperature)
-    projection = fit(projection, train, speech.pairs, cfg, seed, "projection")
+    build = lambda: Projection(train.shape[1], cfg.dim, cfg.projection_temperature)
+    projection = fit(build, train, speech.pairs, cfg, seed, "projection")
     with torch.no_grad():
         return projection.embed(F.normalize(speech.phonetic_test, dim=-1))
 
@@ -89,7 +89,7 @@ def _text_skipgram(speech: TargetSpeech, cfg: Any, seed: int) -> Tensor:
     frequent = [w for w, _ in Counter(speech.train_words).most_common(cfg.clusters - 1)]
     vocabulary = {w: i for i, w in enumerate(frequent)}
     train = one_hot_labels(speech.train_words, vocabulary)
-    skipgram = fit(Skipgram(len(vocabulary) + 1, cfg.dim), train, speech.pairs, cfg, seed, "text skipgram")
+    skipgram = fit(lambda: Skipgram(len(vocabulary) + 1, cfg.dim), train, speech.pairs, cfg, seed, "text skipgram")
     with torch.no_grad():
         return skipgram.embed(one_hot_labels(speech.test_words, vocabulary))
 

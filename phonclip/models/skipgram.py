@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,12 +128,15 @@ def _take(labels: Labels, rows: Tensor) -> Labels:
     return labels[0][rows], labels[1][rows]
 
 
-def fit(model: nn.Module, inputs: Labels | Tensor, pairs: Tensor, cfg: Stage2Config, seed: int, desc: str) -> nn.Module:
-    """Train ``model`` (Skipgram or Projection) on (centre, context) ``pairs`` of rows of ``inputs``."""
+def fit(build: Callable[[], nn.Module], inputs: Labels | Tensor, pairs: Tensor, cfg: Stage2Config, seed: int,
+        desc: str) -> nn.Module:
+    """The model ``build()`` makes (Skipgram or Projection, initialised from ``seed``), trained on (centre,
+    context) ``pairs`` of rows of ``inputs``."""
     if len(pairs) == 0:
         raise ValueError("no context pairs: the target utterances need at least two words each")
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+    model = build()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     take = _take if isinstance(inputs, tuple) else (lambda x, rows: x[rows])
     model.train()
