@@ -9,12 +9,13 @@ import torch
 from phonclip import registry
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run directory means its ``checkpoints/last.ckpt``; a file is taken as is."""
+def resolve_checkpoint(path: str | Path, experiment: str = "clap_ipa") -> Path:
+    """A run directory means its ``checkpoints/last.ckpt``; a file is taken as is. ``experiment`` names
+    what to train when there is none."""
     path = Path(path)
     ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
     if not ckpt.is_file():
-        raise FileNotFoundError(f"no checkpoint at {ckpt} (train one with `make train EXP=clap_ipa`)")
+        raise FileNotFoundError(f"no checkpoint at {ckpt} (train one with `make train EXP={experiment}`)")
     return ckpt
 
 

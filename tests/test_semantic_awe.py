@@ -15,7 +15,7 @@ from data_modules.spoken_words import (
     wordnet_topic_sentences,
 )
 from phonclip.encoders.word_rnn import WordEncoderConfig, WordRnn
-from phonclip.models.semantic_awe import as_config, stage1_checkpoint
+from phonclip.models.semantic_awe import SemanticAwe, as_config
 from phonclip.models.skipgram import (
     Skipgram,
     Stage2Config,
@@ -123,6 +123,6 @@ def test_bad_config_is_named() -> None:
     with pytest.raises(ValueError, match="strategies"):
         as_config({"strategies": ["phonetic", "telepathy"]})
     with pytest.raises(FileNotFoundError, match="make train EXP=semantic_awe"):
-        stage1_checkpoint("runs/nowhere")
+        SemanticAwe({"init_from": "runs/nowhere"})
     with pytest.raises(FileNotFoundError, match="no such file"):
         SpokenWordsConfig(text="missing.txt").validate()

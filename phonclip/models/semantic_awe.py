@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from phonclip.api import resolve_checkpoint
 from phonclip.encoders.word_rnn import WordEncoderConfig, WordRnn, embed_rows
 from phonclip.losses import ClipLoss
 from phonclip.models.base import PhonclipModel
@@ -67,15 +68,6 @@ def as_config(cfg: Any) -> DictConfig:
     return cfg
 
 
-def stage1_checkpoint(path: str) -> Path:
-    """The checkpoint a run directory (its last.ckpt) or a path names, with the command that makes it."""
-    p = Path(path)
-    ckpt = p / "checkpoints" / "last.ckpt" if p.is_dir() else p
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"model.init_from={path}: no checkpoint there; run `make train EXP=semantic_awe` first")
-    return ckpt
-
-
 class SemanticAwe(PhonclipModel):
     """Stage 1 trains here (the Trainer's job); stage 2 and the baselines run in ``evaluate``."""
 
@@ -90,7 +82,8 @@ class SemanticAwe(PhonclipModel):
         self.encoder = WordRnn(cfg.n_mels, cfg.encoder)
         self.loss = ClipLoss(init_logit_scale=math.log(1 / cfg.temperature)).requires_grad_(False)
         if cfg.init_from:
-            state = torch.load(stage1_checkpoint(cfg.init_from), map_location="cpu", weights_only=False)["state_dict"]
+            ckpt = resolve_checkpoint(cfg.init_from, experiment="semantic_awe")
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
             self.load_state_dict(state)
 
     def embed(self, feats: Tensor, lens: Tensor) -> Tensor:
