@@ -230,11 +230,16 @@ def _log_mel(n_mels: int) -> LogMel:
     return LogMel(n_mels=n_mels)
 
 
+def _empty_output() -> dict[str, Any]:
+    """What a worker returns: segments, their per-segment lists and counts (see ``Segments.concat``)."""
+    return {"segments": [], "words": [], "utterance": [], "position": [], "split": [], "drops": Counter()}
+
+
 def _speak_sentences(task: tuple[list[tuple[int, list[str], str]], dict[str, Any]]) -> dict[str, Any]:
     """Speak a chunk of sentences (a fresh worker each, so the audio depends on the chunk only)."""
     rows, opts = task
     engine, mel = Espeak.shared(), _log_mel(opts["n_mels"])
-    out: dict[str, Any] = {"segments": [], "words": [], "utterance": [], "position": [], "split": [], "drops": Counter()}
+    out = _empty_output()
     for utt_id, words, split in rows:
         rng = random.Random(f"{opts['seed']}/speak/{utt_id}")
         variant = rng.choice(opts["heldout_voices"] if split == "test" else opts["train_voices"])
@@ -266,7 +271,7 @@ def _cut_words(task: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     """Word segments of one corpus shard's single-word clips outside the target language."""
     url, split, opts = task
     mel = _log_mel(opts["n_mels"])
-    out: dict[str, Any] = {"segments": [], "words": [], "utterance": [], "position": [], "split": [], "drops": Counter()}
+    out = _empty_output()
     for sample in ShardDataset([url], SampleFilter.from_config(StreamConfig(max_duration=60.0))):
         meta = sample.meta
         if meta.get("kind") != "word" or sample.lang == opts["target_lang"] or len(meta.get("words", [])) != 1:
