@@ -30,7 +30,8 @@ models = Registry(
     "model",
     {"clap_ipa": "phonclip.models.clap_ipa:ClapIpa", "aligner": "phonclip.models.aligner:Aligner",
      "scraps": "phonclip.models.scraps:Scraps", "ipa_clip": "phonclip.models.ipa_clip:IpaClip",
-     "semantic_awe": "phonclip.models.semantic_awe:SemanticAwe"},
+     "semantic_awe": "phonclip.models.semantic_awe:SemanticAwe",
+     "layer_probe": "phonclip.models.layer_probe:LayerProbe", "early_exit": "phonclip.models.early_exit:EarlyExit"},
 )
 datamodules = Registry(
     "data",
@@ -41,6 +42,7 @@ datamodules = Registry(
         "aligned": "data_modules.aligned:AlignedDataModule",
         "pronunciations": "data_modules.pronunciations:PronunciationDataModule",
         "spoken_words": "data_modules.spoken_words:SpokenWordsDataModule",
+        "parallel_speech": "data_modules.parallel_speech:ParallelSpeechDataModule",
     },
 )
 tokenizers = Registry("units", {"ipa": "phonclip.ipa:IpaTokenizer", "text": "phonclip.text_units:CharTokenizer"})

@@ -17,7 +17,7 @@ from phonclip.results import flatten, metric_tables, side_by_side
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "RESULTS.md"
 REPORTED = ("clap_ipa", "ablation_hardneg", "ablation_text_vs_phone", "aligner", "scraps", "ablation_scraps_integrator",
-            "ipa_clip", "ablation_phoneme_embedding", "semantic_awe", "ablation_semantic_awe")
+            "ipa_clip", "ablation_phoneme_embedding", "semantic_awe", "ablation_semantic_awe", "layer_probe", "early_exit")
 # Rows of the side-by-side table where an ablation has too many metrics to read (the rest: runs/<exp>/<arm>/results.md).
 SHOWN = {
     "ablation_scraps_integrator": (
@@ -87,6 +87,12 @@ def _topline_share(results: dict) -> float:
             / _metric("main", "text_skipgram/spearman_averaged")(results))
 
 
+def _all_minutes(results: dict) -> float:
+    """Minutes of data generation, training and evaluation summed over every arm."""
+    return sum((r.get("corpus_seconds") or 0.0) + (r.get("train_seconds") or 0.0) + r.get("eval_seconds", 0.0)
+               for r in results.values()) / 60
+
+
 def _fit_minutes(results: dict) -> float:
     """Minutes of training and evaluation of the main arm, less any data generation that run did (data cached)."""
     main = results["main"]
@@ -148,6 +154,10 @@ TARGETS = (
     Target("semantic_awe", "stage-1 same-word AP on the target language (never trained on)",
            _metric("main", "phonetic_awe/average_precision"), "≥ 0.5", lambda v: v >= 0.5),
     Target("semantic_awe", "minutes: training + evaluation (data cached)", _fit_minutes, "≤ 15", lambda v: v <= 15),
+    Target("layer_probe", "minutes: parallel-set synthesis + probe (clap_ipa run present)", _all_minutes, "≤ 10",
+           lambda v: v <= 10),
+    Target("early_exit", "minutes: every exit layer, 7 languages × 3 seeds (clap_ipa run present)", _all_minutes,
+           "≤ 10", lambda v: v <= 10),
 )
 
 
@@ -187,7 +197,28 @@ def experiment_section(name: str, per_arm: dict[str, dict], command: str) -> str
         lines += metric_tables(next(iter(per_arm.values()))["metrics"])
     else:
         lines.append(side_by_side(per_arm, SHOWN.get(name, ("*",))))
+    if name in READINGS:
+        lines += ["", *READINGS[name](per_arm)]
     return "\n".join(lines)
+
+
+def _probe_reading(per_arm: dict[str, dict]) -> list[str]:
+    from phonclip.eval.layer_probe import reading
+
+    return reading(per_arm["main"]["metrics"])
+
+
+def _exit_reading(per_arm: dict[str, dict]) -> list[str]:
+    from phonclip.eval.plots import save_figure
+    from phonclip.models.early_exit import best_exit_table, exit_curve
+
+    save_figure(exit_curve(per_arm), "exit_curve", Path(config.load("early_exit")[0][1].run_root) / "early_exit")
+    return [("Best exit layer per unseen language (PER mean ± std over the seeds; the curve: "
+            "`runs/early_exit/plots/exit_curve.png`, and in TensorBoard under `runs/early_exit/exit_curve`):"), "",
+            *best_exit_table(per_arm)]
+
+
+READINGS = {"layer_probe": _probe_reading, "early_exit": _exit_reading}  # what the tables mean, from the numbers
 
 
 def write(all_results: dict[str, dict[str, dict]], command: str) -> str:

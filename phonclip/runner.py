@@ -88,6 +88,7 @@ def run_arm(cfg: DictConfig, arm: str, fit: bool = True) -> dict:
     if trainer.global_rank != 0:
         return {}
     datamodule.setup("test")
+    model.trainer = trainer  # evaluation plots reach TensorBoard also when nothing was fitted
     loaders_before = len(datamodule.loaders)
     eval_started = time.time()
     metrics = model.evaluate(datamodule, run_dir)

@@ -55,6 +55,7 @@ TINY_SPOKEN_WORDS = {"max_sentences": 80, "batch_pairs": 4, "heldout_word_types"
 TINY_SEMANTIC_AWE = {"encoder.hidden": 16, "encoder.layers": 1, "encoder.dim": 16, "stage2.clusters": 12,
                      "stage2.epochs": 1, "eval.words": 12, "eval.min_train_count": 1, "eval.min_test_count": 1,
                      "eval.qbe_queries": 4}
+TINY_PARALLEL = {"languages": ["de", "fr", "vi"], "kinds": ["number", "time"], "items_per_kind": 4, "workers": 1}
 TINY_IPA_CLIP = {"encoder.dim": 32, "encoder.n_layers": 1, "encoder.n_heads": 2, "encoder.hidden_dim": 64,
                  "eval.language_words": 5, "eval.nonword_classes": 10}
 
@@ -124,4 +125,14 @@ def write_tiny_clip(d: Path, projection_dim: int = 16) -> Path:
     )
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(d)
+    return d
+
+
+def write_tiny_whisper(d: Path, encoder_layers: int = 3) -> Path:
+    """A tiny random Whisper saved the way the hub stores it (80 mel bins), to load by path like a hub name."""
+    from transformers import WhisperConfig, WhisperModel
+
+    config = WhisperConfig(d_model=32, encoder_layers=encoder_layers, encoder_attention_heads=2, encoder_ffn_dim=64,
+                           decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=80)
+    WhisperModel(config).save_pretrained(d)
     return d

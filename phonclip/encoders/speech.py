@@ -119,16 +119,21 @@ class SpeechEncoder(nn.Module):
         self.cfg = cfg
         self.encoder = _build_whisper_encoder(cfg)
         if cfg.exit_layer is not None:
-            n_layers = len(self.encoder.layers)
-            if not 1 <= cfg.exit_layer <= n_layers:
-                raise ValueError(f"exit_layer={cfg.exit_layer} must be in [1, {n_layers}]")
-            self.encoder.layers = self.encoder.layers[: cfg.exit_layer]
-            self.encoder.config.encoder_layers = cfg.exit_layer
+            self.exit_at(cfg.exit_layer)
         if cfg.stem_stride not in (1, 2):
             raise ValueError(f"stem_stride={cfg.stem_stride} must be 1 or 2")
         self.encoder.conv2.stride = (cfg.stem_stride,)
         if cfg.gradient_checkpointing:
             self.encoder.gradient_checkpointing_enable({"use_reentrant": False})
+
+    def exit_at(self, layer: int) -> None:
+        """Keep only the first ``layer`` layers (early exit), also on an encoder loaded from a trained run."""
+        n_layers = len(self.encoder.layers)
+        if not 1 <= layer <= n_layers:
+            raise ValueError(f"exit_layer={layer} must be in [1, {n_layers}]")
+        self.encoder.layers = self.encoder.layers[:layer]
+        self.encoder.config.encoder_layers = layer
+        self.cfg.exit_layer = layer
 
     @property
     def hidden_size(self) -> int:
