@@ -9,7 +9,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+from omegaconf import OmegaConf
+from torch import Tensor, nn
 
 from phonclip.audio import resample
 
@@ -110,3 +111,21 @@ class SpeechPhoneModel(PhonclipModel):
             raise ValueError("a transcription is empty")
         speech = self.embed_speech(waveforms, sample_rate)
         return (speech * self.embed_phones(strings)).sum(-1).clamp(-1.0, 1.0)
+
+
+class FrozenEncoderProbe(PhonclipModel):
+    """A probe of a frozen speech encoder (``cfg.speech``: a ``SourceSpeechConfig``): the Trainer has nothing to
+    fit (run with ``trainer.max_steps=0``); ``evaluate`` does the work."""
+
+    def __init__(self, cfg: Any, tokenizer: Any = None, seed: int = 0) -> None:
+        from phonclip.encoders.frozen import load_frozen_speech
+
+        super().__init__(seed=seed)
+        cfg = OmegaConf.merge(OmegaConf.structured(self.Config), cfg)
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg), "seed": seed})
+        self.cfg = cfg
+        self.speech = load_frozen_speech(cfg.speech)
+        self.unused = nn.Parameter(torch.zeros(0))  # Lightning wants a parameter; the encoder stays frozen
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        raise RuntimeError(f"{type(self).__name__} trains nothing in fit(): run it with trainer.max_steps=0")

@@ -16,13 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
-from torch import Tensor, nn
 
-from phonclip.encoders.frozen import FrozenSpeech, SourceSpeechConfig, load_frozen_speech
+from phonclip.encoders.frozen import SourceSpeechConfig
 from phonclip.eval.ctc_probe import CtcProbeConfig, probe_language
 from phonclip.ipa import segment
-from phonclip.models.base import PhonclipModel
+from phonclip.models.base import FrozenEncoderProbe
 
 
 @dataclass
@@ -35,21 +33,10 @@ class EarlyExitConfig:
     max_clips_per_language: int = 600
 
 
-class EarlyExit(PhonclipModel):
+class EarlyExit(FrozenEncoderProbe):
     """A frozen, early-exited encoder; ``evaluate`` trains and scores one CTC probe per language and seed."""
 
     Config = EarlyExitConfig
-
-    def __init__(self, cfg: Any, tokenizer: Any = None, seed: int = 0) -> None:
-        super().__init__(seed=seed)
-        cfg = OmegaConf.merge(OmegaConf.structured(EarlyExitConfig), cfg)
-        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg), "seed": seed})
-        self.cfg = cfg
-        self.speech: FrozenSpeech = load_frozen_speech(cfg.speech)
-        self.unused = nn.Parameter(torch.zeros(0))  # Lightning wants a parameter; the encoder stays frozen
-
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        raise RuntimeError("early exit trains its probes in evaluate(): run it with trainer.max_steps=0")
 
     @torch.no_grad()
     def clips_by_language(self, loader: Any) -> dict[str, dict[str, list]]:

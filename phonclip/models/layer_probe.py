@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
-from torch import Tensor, nn
+from torch import Tensor
 
 from data_modules.synthetic import UNSEEN_LANGUAGES
-from phonclip.encoders.frozen import FrozenSpeech, SourceSpeechConfig, load_frozen_speech
+from phonclip.encoders.frozen import SourceSpeechConfig
 from phonclip.eval.layer_probe import (
     ControlConfig,
     distance_histogram,
@@ -28,7 +27,7 @@ from phonclip.eval.layer_probe import (
     probe,
 )
 from phonclip.eval.plots import save_figure
-from phonclip.models.base import PhonclipModel
+from phonclip.models.base import FrozenEncoderProbe
 
 
 @dataclass
@@ -62,21 +61,10 @@ def length_batches(lengths: list[int], budget: int) -> list[list[int]]:
     return [b for b in batches if b]
 
 
-class LayerProbe(PhonclipModel):
+class LayerProbe(FrozenEncoderProbe):
     """A frozen encoder whose every layer is scored by cross-lingual spoken translation retrieval."""
 
     Config = LayerProbeConfig
-
-    def __init__(self, cfg: Any, tokenizer: Any = None, seed: int = 0) -> None:
-        super().__init__(seed=seed)
-        cfg = OmegaConf.merge(OmegaConf.structured(LayerProbeConfig), cfg)
-        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg), "seed": seed})
-        self.cfg = cfg
-        self.speech: FrozenSpeech = load_frozen_speech(cfg.speech)
-        self.unused = nn.Parameter(torch.zeros(0))  # Lightning wants a parameter; the encoder stays frozen
-
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        raise RuntimeError("the layer probe trains nothing: run it with trainer.max_steps=0")
 
     @torch.no_grad()
     def pooled_layers(self, audio: list[np.ndarray]) -> Tensor:
