@@ -20,7 +20,12 @@ def resolve_checkpoint(path: str | Path, experiment: str = "clap_ipa") -> Path:
 
 
 def load(run_dir_or_ckpt: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The trained model, in eval mode, with ``embed_speech(waveforms, sample_rate)`` and ``embed_phones(ipa)``."""
+    """The trained model, in eval mode, with ``embed_speech(waveforms, sample_rate)`` and ``embed_phones(ipa)``;
+    from a run directory, a .ckpt, or a directory ``phonclip export`` wrote."""
+    from phonclip.export import is_export, load_export
+
+    if is_export(run_dir_or_ckpt):
+        return load_export(run_dir_or_ckpt).to(device)
     state = torch.load(resolve_checkpoint(run_dir_or_ckpt), map_location="cpu", weights_only=False)
     hparams = state["hyper_parameters"]
     cfg = hparams["cfg"]

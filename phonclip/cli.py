@@ -1,4 +1,4 @@
-"""``phonclip`` command line: train, eval, corpus, kws, embed, align, score."""
+"""``phonclip`` command line: train, eval, corpus, kws, embed, align, score, export."""
 
 from __future__ import annotations
 
@@ -190,6 +190,17 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from phonclip.export import CARD, export
+
+    try:
+        out = export(args.run, args.out_dir)
+    except (TypeError, FileExistsError) as err:
+        raise UsageError(str(err)) from None
+    print(f"exported {args.run} to {out} (model card: {out / CARD}); load it with phonclip.load({str(out)!r})")
+    return 0
+
+
 def _manifest_items(path: str) -> list[tuple[str, str | None, str | None, str | None]]:
     """Rows of a tab-separated manifest with a header: ``audio`` and ``ipa``, or ``text`` and ``lang``;
     relative audio paths are read from the manifest's folder."""
@@ -262,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON (ipa, model, scores) instead of a table")
     p.add_argument("--model", default=DEFAULT_SCORER, help="SCRAPS (or CLAP-IPA) run directory or checkpoint")
     p.set_defaults(func=_score)
+
+    p = sub.add_parser("export", help="write a CLAP-IPA run as transformers model directories + a model card")
+    p.add_argument("run", help="run directory or checkpoint (e.g. runs/clap_ipa/main)")
+    p.add_argument("out_dir", help="directory to write (replaced if it holds an earlier export)")
+    p.set_defaults(func=_export)
     return parser
 
 

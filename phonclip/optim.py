@@ -1,14 +1,15 @@
-"""The one optimiser recipe every model trains with: AdamW, linear warm-up, cosine decay."""
+"""The one optimiser recipe every model trains with: AdamW, linear warm-up, cosine decay to a floor
+(transformers' schedule, so the recipe reads as the field's standard one)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 
 @dataclass
@@ -47,12 +48,7 @@ def configure_adamw(module: L.LightningModule, o: Any, loss: nn.Module | None = 
     )
     trainer = module.trainer
     total = max(1, trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches)
-
-    def schedule(step: int) -> float:
-        if step < o.warmup_steps:
-            return (step + 1) / o.warmup_steps
-        progress = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
-        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, num_warmup_steps=o.warmup_steps, num_training_steps=total, min_lr_rate=o.min_lr_ratio
+    )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from tiny import write_tiny_whisper
 
 from data_modules.collate import collate
 from data_modules.schema import Sample
@@ -189,6 +190,21 @@ def test_optimizer_gives_the_loss_its_own_group(ipa_tokenizer) -> None:
     )
 
 
+def test_schedule_warms_up_linearly_then_decays_to_the_floor(ipa_tokenizer) -> None:
+    model = _model(ipa_tokenizer, lr=1e-3)
+    model.cfg.optim.warmup_steps, model.cfg.optim.min_lr_ratio = 10, 0.05
+    schedule = _configure_optimizers(model, max_steps=110)
+    optimizer, scheduler = schedule["optimizer"], schedule["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(111):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[5] == pytest.approx(0.5e-3) and lrs[10] == pytest.approx(1e-3)
+    assert lrs[60] == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))  # half-way down the cosine
+    assert lrs[110] == pytest.approx(0.05e-3) and min(lrs[10:]) == pytest.approx(0.05e-3)
+
+
 def test_a_few_steps_overfit_a_fixed_batch(ipa_tokenizer) -> None:
     """The loss falls below what any collapsed solution reaches, so the towers tell the pairs apart.
 
@@ -248,10 +264,10 @@ def test_hop_length_halves_the_frames_the_speech_encoder_reads(ipa_tokenizer) ->
     assert model.embed_speech([_clip(0.5, seed=1)]).shape == (1, 32)
 
 
-def test_pretrained_speech_encoder_refuses_a_non_whisper_hop(ipa_tokenizer) -> None:
+def test_pretrained_speech_encoder_refuses_a_non_whisper_hop(ipa_tokenizer, tmp_path) -> None:
     cfg = _config()
-    cfg["speech"] = {**cfg["speech"], "pretrained": "openai/whisper-base"}
-    with pytest.raises(ValueError, match="hop_length=320"):
+    cfg["speech"] = {"pretrained": str(write_tiny_whisper(tmp_path / "whisper", encoder_layers=1))}
+    with pytest.raises(ValueError, match="hop_length=320, but the pretrained encoder .* reads 160-sample"):
         ClapIpa({**cfg, "hop_length": 320}, ipa_tokenizer, seed=0)
 
 

@@ -14,14 +14,12 @@ from phonclip.encoders.pooling import masked_mean
 from phonclip.encoders.speech import SpeechEncoder, SpeechEncoderConfig
 from phonclip.features import LogMel
 
-WHISPER_HOP = 160  # Whisper's 10 ms mel hop, which its pretrained weights expect
-
 
 @dataclass
 class SourceSpeechConfig:
     """Where the speech encoder comes from, and where it exits."""
 
-    # A phonclip run directory or .ckpt whose model has a Whisper-style speech encoder (clap_ipa, aligner),
+    # A phonclip run directory, .ckpt or export whose model has a Whisper-style speech encoder (clap_ipa, aligner),
     # or a Whisper model: a hub name (openai/whisper-base) or a local directory saved by save_pretrained.
     source: str = "runs/clap_ipa/main"
     exit_layer: int | None = None  # keep only the first k layers (None: all)
@@ -92,13 +90,13 @@ def _from_whisper(name_or_path: str) -> tuple[LogMel, SpeechEncoder]:
         ) from None
     encoder = SpeechEncoder(SpeechEncoderConfig(
         pretrained=name_or_path, n_mels=config.num_mel_bins, max_frames=2 * config.max_source_positions))
-    return LogMel(n_mels=config.num_mel_bins, hop_length=WHISPER_HOP), encoder
+    return LogMel(n_mels=config.num_mel_bins, hop_length=encoder.mel_hop_length), encoder
 
 
 def load_frozen_speech(cfg: SourceSpeechConfig) -> FrozenSpeech:
     """The encoder ``cfg.source`` names, cut at ``cfg.exit_layer``; runs load through ``phonclip.load``."""
     path = Path(cfg.source)
-    if path.suffix == ".ckpt" or (path / "checkpoints").is_dir():
+    if path.suffix == ".ckpt" or (path / "checkpoints").is_dir() or (path / "phonclip.json").is_file():
         logmel, encoder = _from_run(path)
     else:
         logmel, encoder = _from_whisper(cfg.source)

@@ -74,13 +74,14 @@ def _build_whisper_encoder(cfg: SpeechEncoderConfig) -> WhisperEncoder:
     if cfg.max_frames <= 0 or cfg.max_frames % 2:
         raise ValueError(f"max_frames must be a positive even number, got {cfg.max_frames}")
     if cfg.pretrained is not None:
-        # WhisperEncoder.from_pretrained misses the "encoder." key prefix of a full Whisper
-        # checkpoint and silently re-initialises; loading the full model and keeping its encoder
-        # is the way that loads the weights (tests/test_encoders.py checks it).
-        model = WhisperModel.from_pretrained(
-            cfg.pretrained, dropout=cfg.dropout, attn_implementation=cfg.attn_implementation
-        )
-        encoder = model.encoder
+        kwargs = {"dropout": cfg.dropout, "attn_implementation": cfg.attn_implementation}
+        if WhisperConfig.from_pretrained(cfg.pretrained).architectures == ["WhisperEncoder"]:
+            encoder = WhisperEncoder.from_pretrained(cfg.pretrained, **kwargs)  # an encoder alone (phonclip export)
+        else:
+            # WhisperEncoder.from_pretrained misses the "encoder." key prefix of a full Whisper
+            # checkpoint and silently re-initialises; loading the full model and keeping its encoder
+            # is the way that loads the weights (tests/test_encoders.py checks it).
+            encoder = WhisperModel.from_pretrained(cfg.pretrained, **kwargs).encoder
         if encoder.config.num_mel_bins != cfg.n_mels:
             raise ValueError(
                 f"{cfg.pretrained} expects {encoder.config.num_mel_bins} mel bins, "
@@ -134,6 +135,11 @@ class SpeechEncoder(nn.Module):
         self.encoder.layers = self.encoder.layers[:layer]
         self.encoder.config.encoder_layers = layer
         self.cfg.exit_layer = layer
+
+    @property
+    def mel_hop_length(self) -> int:
+        """Mel hop (samples) the weights were trained on: Whisper's 160, or what ``phonclip export`` recorded."""
+        return getattr(self.encoder.config, "mel_hop_length", 160)
 
     @property
     def hidden_size(self) -> int:

@@ -27,8 +27,6 @@ from phonclip.minimal_pairs import MinimalPairSampler
 from phonclip.models.base import SpeechPhoneModel
 from phonclip.optim import OptimConfig, configure_adamw
 
-WHISPER_HOP = 160
-
 
 @dataclass
 class HardNegativeConfig:
@@ -95,15 +93,15 @@ class ClapIpa(SpeechPhoneModel):
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg), "seed": seed})
         self.cfg = cfg
         self.tokenizer = tokenizer
-        if cfg.speech.pretrained is not None and cfg.hop_length != WHISPER_HOP:
-            raise ValueError(
-                f"model.hop_length={cfg.hop_length}, but a pretrained Whisper encoder "
-                f"({cfg.speech.pretrained}) reads {WHISPER_HOP}-sample (10 ms) frames"
-            )
         self.logmel = LogMel(n_mels=cfg.n_mels, hop_length=cfg.hop_length)
         self.specaugment = SpecAugment(**OmegaConf.to_container(cfg.augment.specaugment))
         self.wave_augment = WaveformAugment(cfg.augment)
         self.speech_encoder = SpeechEncoder(cfg.speech)
+        if cfg.speech.pretrained is not None and cfg.hop_length != self.speech_encoder.mel_hop_length:
+            raise ValueError(
+                f"model.hop_length={cfg.hop_length}, but the pretrained encoder ({cfg.speech.pretrained}) "
+                f"reads {self.speech_encoder.mel_hop_length}-sample frames"
+            )
         features = tokenizer.feature_matrix() if cfg.phone.articulatory_features else None
         self.phone_encoder = PhoneEncoder(cfg.phone, vocab_size=tokenizer.vocab_size, feature_matrix=features)
         self.speech_proj = nn.Linear(self.speech_encoder.hidden_size, cfg.embed_dim)
