@@ -105,7 +105,7 @@ class _StepTimer(Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-class _Replay:
+class Replay:
     """The prepared batches as one epoch (a plain list would read to Lightning as a list of loaders)."""
 
     def __init__(self, batches: list[dict[str, Any]]) -> None:
@@ -123,7 +123,7 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _time_training(
+def time_training(
     model: L.LightningModule,
     batches: Iterable[dict[str, Any]],
     steps: int,
@@ -155,7 +155,7 @@ def _time_training(
     return timer.seconds
 
 
-def _stand_in_batch(cfg: DictConfig, tokenizer: Any) -> dict[str, Any]:
+def stand_in_batch(cfg: DictConfig, tokenizer: Any) -> dict[str, Any]:
     """Random audio of word-clip durations filling ``max_batch_seconds`` as the bucketing pads it."""
     rng = random.Random(cfg.seed)
     phones = common_inventory()
@@ -170,7 +170,7 @@ def _stand_in_batch(cfg: DictConfig, tokenizer: Any) -> dict[str, Any]:
     return collate(samples, tokenizer, cfg.model.units, {})
 
 
-def _corpus_cached(cfg: DictConfig) -> bool:
+def corpus_cached(cfg: DictConfig) -> bool:
     if cfg.data.name != "synthetic":
         return False
     from data_modules.synthetic import MANIFEST, corpus_dir
@@ -178,7 +178,7 @@ def _corpus_cached(cfg: DictConfig) -> bool:
     return (corpus_dir(OmegaConf.to_object(cfg.data.corpus)) / MANIFEST).exists()
 
 
-def _read_batches(
+def read_batches(
     datamodule: L.LightningDataModule, n: int
 ) -> tuple[list[dict[str, Any]], float, list[float]]:
     """The first ``n`` train batches, seconds to the first, and seconds for each later one."""
@@ -229,8 +229,8 @@ def run() -> list[dict]:
     n_steps = WARMUP_STEPS + TIMED_STEPS
     rows: list[dict[str, Any]] = []
     data_clips_per_s = None
-    if _corpus_cached(cfg):
-        batches, first_s, later_s = _read_batches(datamodule, max(n_steps, DATA_BATCHES))
+    if corpus_cached(cfg):
+        batches, first_s, later_s = read_batches(datamodule, max(n_steps, DATA_BATCHES))
         data_note = f"train DataLoader, {cfg.data.num_workers} worker(s)"
         source = f"real batches of the cached default corpus ({data_note})"
         data_clips_per_s = sum(len(b["ipa"]) for b in batches[1:]) / sum(later_s)
@@ -256,7 +256,7 @@ def run() -> list[dict]:
             ),
         ]
     else:
-        batches = [_stand_in_batch(cfg, model.tokenizer)] * n_steps
+        batches = [stand_in_batch(cfg, model.tokenizer)] * n_steps
         source = (
             f"default corpus not cached: one stand-in batch of {len(batches[0]['ipa'])} random-audio clips, "
             f"{WORD_SECONDS[0]}–{WORD_SECONDS[1]} s"
@@ -264,7 +264,7 @@ def run() -> list[dict]:
 
     timed = batches[WARMUP_STEPS:]
     flops = [count_train_step_flops(model, b) for b in timed]
-    seconds = _time_training(model, _Replay(batches), n_steps, cfg, precision)[WARMUP_STEPS:]
+    seconds = time_training(model, Replay(batches), n_steps, cfg, precision)[WARMUP_STEPS:]
     clips = sum(len(b["ipa"]) for b in timed)
     audio_s = sum(float(b["audio_lens"].sum()) for b in timed) / SAMPLE_RATE
     achieved = sum(flops) / sum(seconds)
@@ -322,7 +322,7 @@ def run() -> list[dict]:
     ]
     if data_clips_per_s is not None:
         loader = datamodule.train_dataloader()
-        alongside = _time_training(model, loader, n_steps, cfg, precision)[WARMUP_STEPS:]
+        alongside = time_training(model, loader, n_steps, cfg, precision)[WARMUP_STEPS:]
         rows += [
             _row(
                 "data pipeline headroom",
