@@ -45,7 +45,8 @@ def batches():
     samples = [Sample(key=str(i), audio=(0.1 * rng.standard_normal(n)).astype(np.float32), ipa=ipa, lang="xx")
                for i, (n, ipa) in enumerate([(8_000, "ɡato"), (12_000, "kasa"), (5_000, "pero")])]
     batch = collate(samples, tokenizer, "ipa", {})
-    return batch, reference_batch(batch, WhisperFeatureExtractor(feature_size=80), tokenizer, n_negatives=2, seed=0)
+    return batch, reference_batch(batch, WhisperFeatureExtractor(feature_size=80), tokenizer, n_negatives=2,
+                                  max_positions=128, seed=0)
 
 
 def test_reference_batch_holds_10ms_features_of_the_same_clips(batches) -> None:

@@ -51,6 +51,7 @@ from phonclip.benchmarks.training import (
 from phonclip.encoders.pooling import lengths_to_mask, masked_mean
 from phonclip.encoders.speech import SIZES
 from phonclip.minimal_pairs import MinimalPairSampler
+from phonclip.models.base import pad_token_ids
 from phonclip.trainer import resolve_precision
 
 EXPERIMENT = "clap_ipa"
@@ -143,7 +144,7 @@ class ReferenceStep(L.LightningModule):
 
 
 def reference_batch(batch: dict[str, Any], extractor: WhisperFeatureExtractor, tokenizer: Any, n_negatives: int,
-                    seed: int) -> dict[str, Tensor]:
+                    max_positions: int, seed: int) -> dict[str, Tensor]:
     """The reference's inputs for one of this project's batches: 10 ms Whisper features cut to the longest clip,
     the same phone ids, and ``n_negatives`` minimal-pair negatives."""
     clips = [batch["audio"][i, : int(n)].numpy() for i, n in enumerate(batch["audio_lens"])]
@@ -153,11 +154,7 @@ def reference_batch(batch: dict[str, Any], extractor: WhisperFeatureExtractor, t
     rng = random.Random(seed)
     sampler = MinimalPairSampler()
     negatives = [sampler(rng.choice(batch["ipa"]), rng) for _ in range(n_negatives)]
-    ids = [tokenizer.encode(s) or [tokenizer.pad_id] for s in negatives]
-    negative_lens = torch.tensor([len(r) for r in ids])
-    negative_ids = torch.full((len(ids), int(negative_lens.max())), tokenizer.pad_id)
-    for i, row in enumerate(ids):
-        negative_ids[i, : len(row)] = torch.tensor(row)
+    negative_ids, negative_lens = pad_token_ids(tokenizer, negatives, max_positions, torch.device("cpu"))
     return {"feats": features["input_features"][:, :, :length], "frame_mask": features["attention_mask"][:, :length].bool(),
             "phone_ids": batch["phone_ids"], "phone_lens": batch["phone_lens"], "negative_ids": negative_ids,
             "negative_lens": negative_lens}
@@ -185,7 +182,7 @@ def run() -> list[dict]:
         source = "stand-in batch of random audio (default corpus not cached)"
     extractor = WhisperFeatureExtractor(feature_size=cfg.model.n_mels)
     n_negatives = [max(1, round(cfg.model.hard_negatives.rate * len(b["ipa"]))) for b in batches]
-    reference_batches = [reference_batch(b, extractor, model.tokenizer, n, i)
+    reference_batches = [reference_batch(b, extractor, model.tokenizer, n, cfg.model.phone.max_positions, i)
                          for i, (b, n) in enumerate(zip(batches, n_negatives, strict=True))]
     ours, ours_step = _clips_per_second(model, batches, cfg, precision)
     L.seed_everything(cfg.seed, verbose=False)
