@@ -26,6 +26,15 @@ def pad_token_ids(tokenizer: Any, strings: list[str], max_positions: int, device
     return ids, lens
 
 
+def pad_waveforms(clips: list[Any], device: torch.device) -> tuple[Tensor, Tensor]:
+    """Waveforms (arrays or tensors) zero-padded into [B, T] float32 on ``device``, with their lengths [B]."""
+    lens = torch.tensor([len(c) for c in clips], device=device)
+    audio = torch.zeros(len(clips), int(lens.max()), device=device)
+    for i, clip in enumerate(clips):
+        audio[i, : len(clip)] = torch.as_tensor(clip, dtype=torch.float32).to(device)
+    return audio, lens
+
+
 @torch.no_grad()
 def embed_strings(model: Any, embed: Callable[[Tensor, Tensor], Tensor], strings: list[str], batch_size: int,
                   dim: int) -> Tensor:
@@ -91,12 +100,7 @@ class SpeechPhoneModel(PhonclipModel):
                  for w in waveforms]
         out = []
         for i in range(0, len(clips), batch_size):
-            chunk = clips[i : i + batch_size]
-            lens = torch.tensor([len(c) for c in chunk], device=self.device)
-            audio = torch.zeros(len(chunk), int(lens.max()), device=self.device)
-            for j, c in enumerate(chunk):
-                audio[j, : len(c)] = c.to(self.device)
-            out.append(self.speech_embedding(audio, lens).float().cpu())
+            out.append(self.speech_embedding(*pad_waveforms(clips[i : i + batch_size], self.device)).float().cpu())
         self.train(was_training)
         return torch.cat(out) if out else torch.empty(0, self.cfg.embed_dim)
 

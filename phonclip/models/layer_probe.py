@@ -27,7 +27,7 @@ from phonclip.eval.layer_probe import (
     probe,
 )
 from phonclip.eval.plots import save_figure
-from phonclip.models.base import FrozenEncoderProbe
+from phonclip.models.base import FrozenEncoderProbe, pad_waveforms
 
 
 @dataclass
@@ -39,15 +39,6 @@ class LayerProbeConfig:
     # Languages the encoder never trained on, averaged separately (the ``*_unseen`` rows): the corpus's.
     unseen_languages: list[str] = field(default_factory=lambda: list(UNSEEN_LANGUAGES))
     batch_seconds: float = 60.0  # audio per encoder batch
-
-
-def padded(clips: list[np.ndarray], device: torch.device) -> tuple[Tensor, Tensor]:
-    """Waveforms zero-padded into [B, T] with their lengths [B]."""
-    lens = torch.tensor([len(c) for c in clips], device=device)
-    audio = torch.zeros(len(clips), int(lens.max()), device=device)
-    for i, clip in enumerate(clips):
-        audio[i, : len(clip)] = torch.from_numpy(np.asarray(clip, dtype=np.float32))
-    return audio, lens
 
 
 def length_batches(lengths: list[int], budget: int) -> list[list[int]]:
@@ -76,7 +67,7 @@ class LayerProbe(FrozenEncoderProbe):
                              f"{speech.max_samples / 16_000:.0f} s (first: row {too_long[0]}); split them first")
         out = torch.zeros(speech.num_layers + 1, len(audio), speech.hidden_size)
         for rows in length_batches([len(a) for a in audio], int(self.cfg.batch_seconds * 16_000)):
-            out[:, rows] = speech.pooled_layers(*padded([audio[i] for i in rows], self.eval_device)).float().cpu()
+            out[:, rows] = speech.pooled_layers(*pad_waveforms([audio[i] for i in rows], self.eval_device)).float().cpu()
         return out
 
     def evaluate(self, datamodule: Any, out_dir: Path) -> dict[str, Any]:
