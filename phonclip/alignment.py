@@ -115,6 +115,30 @@ def intervals(
     return Alignment(phones, words, duration, score)
 
 
+def gold_token_counts(tokenizer: Any, gold: list[tuple[str, float, float]]) -> list[int]:
+    """How many of the tokenizer's phones each gold phone spells (espeak's /tʃ/ is two: t and ʃ)."""
+    return [len(AlignmentTargets.from_ipa(tokenizer, label).labels) for label, _, _ in gold]
+
+
+def frame_labels(
+    tokenizer: Any, targets: AlignmentTargets, gold: list[tuple[str, float, float]], frames: int, step: float
+) -> list[int] | None:
+    """Each frame's class under gold timings: 0 silence, n + 1 phone n (a gold phone that spells k phones
+    has its frames split evenly among them); None when the gold phones spell other phones than ``targets``."""
+    counts = gold_token_counts(tokenizer, gold)
+    if sum(counts) != len(targets.labels) or 0 in counts:
+        return None
+    labels = [0] * frames
+    phone = 0
+    for (_, start, end), k in zip(gold, counts):
+        first = min(round(start / step), frames)
+        last = max(min(round(end / step), frames), first)
+        for f in range(first, last):
+            labels[f] = phone + 1 + (f - first) * k // (last - first)
+        phone += k
+    return labels
+
+
 def uniform_times(duration: float, n_phones: int) -> tuple[list[float], list[float]]:
     """The baseline: the clip split into ``n_phones`` equal parts (durations proportional to phone count)."""
     step = duration / max(n_phones, 1)
@@ -128,13 +152,15 @@ def monotonic_viterbi(
     phone_lens: Tensor,
     blank: Tensor | None = None,
     blank_before: Tensor | None = None,
+    min_pause: int = 1,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Best monotonic path of every clip: ``(starts, ends, score)``, on the host.
 
     ``scores`` [B, T, N]: log-probability of frame t belonging to phone n. ``blank`` [B, T]: of frame t
     being silence (None: no silence, every frame belongs to a phone). ``blank_before`` [B, N + 1] bool:
     where a silence run may go (index n: before phone n; index N_b: after the last phone); default
-    everywhere. Returns frame indices ``starts``/``ends`` [B, N] (phone n covers frames
+    everywhere. A silence between two phones lasts at least ``min_pause`` frames or is absent (a pause,
+    not a frame of doubt between words); at the clip's edges any length goes. Returns frame indices ``starts``/``ends`` [B, N] (phone n covers frames
     ``starts ≤ t < ends``; -1 past N_b) and the path's total score [B] (-inf where T_b < N_b: no path).
     The forward pass runs on the scores' device; the pointer chase back runs on the host in numpy.
     """
@@ -164,6 +190,7 @@ def monotonic_viterbi(
         torch.add(cum[n, :, 1:], best[:, :-1], out=ending[n, :, 1:])
         if with_blank:
             after, after_arg = torch.cummax(ending[n] - cum_blank, dim=-1)
+            after, after_arg = _pauses_at_least(after, after_arg, ending[n], cum_blank, min_pause, n + 1 < phone_lens)
             allowed = blank_before[:, n + 1, None]
             finished[n] = torch.where(allowed, after + cum_blank, ending[n])
             ends_at[n] = torch.where(allowed, after_arg, -1)
@@ -177,6 +204,23 @@ def monotonic_viterbi(
         phone_lens.cpu().numpy(),
     )
     return torch.from_numpy(starts), torch.from_numpy(ends), total.to(scores.dtype)
+
+
+def _pauses_at_least(
+    after: Tensor, after_arg: Tensor, ending: Tensor, cum_blank: Tensor, min_pause: int, inner: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The best phone end before a silence reaching each position, where the silence between phones
+    (rows ``inner``) is either empty or ``min_pause`` frames long at least."""
+    if min_pause <= 1:
+        return after, after_arg
+    shift = min(min_pause, after.shape[-1])
+    earlier = F.pad(after[:, :-shift], (shift, 0), value=NEG_INF)  # best end at least min_pause back
+    earlier_arg = F.pad(after_arg[:, :-shift], (shift, 0))
+    here = torch.arange(after.shape[-1], device=after.device).expand_as(after_arg)
+    pause = earlier > ending - cum_blank  # ties: no pause
+    best = torch.where(pause, earlier, ending - cum_blank)
+    best_arg = torch.where(pause, earlier_arg, here)
+    return torch.where(inner[:, None], best, after), torch.where(inner[:, None], best_arg, after_arg)
 
 
 def _backtrack(

@@ -228,3 +228,26 @@ def test_siglip_term_keeps_training_the_retrieval_space(tiny_run: TinyRun, tmp_p
     model = load(tmp_path / "aligner" / "finetuned")
     assert model.clap.loss.logit_scale.requires_grad
     assert torch.equal(model.clap.loss.logit_scale.detach(), before)  # loss_lr = 0: SigLIP's t and b stay
+
+
+def test_gold_term_fits_the_frames_to_the_training_timings(tiny_run: TinyRun, tmp_path: Path) -> None:
+    overrides = [
+        f"run_root={tmp_path}", f"model.init_from={tiny_run.path}", "model.gold_weight=1.0",
+        "data.num_workers=0", "data.max_batch_seconds=8", *corpus_overrides("data.corpus", RUN_CORPUS),
+    ]
+    model, datamodule = runner.build(dict(config.load("aligner", overrides))["finetuned"])
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    assert all(meta.get("phones") for meta in batch["meta"])  # espeak's timings ride along
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    losses = []
+    for _ in range(8):
+        loss = model.gold_frame_loss(model.scores(batch), batch["meta"])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.8 * losses[0], losses
+    untimed = [{k: v for k, v in meta.items() if k != "phones"} for meta in batch["meta"]]
+    assert float(model.gold_frame_loss(model.scores(batch), untimed)) == 0.0  # clips without timings add nothing

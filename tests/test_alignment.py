@@ -11,6 +11,7 @@ from praatio import textgrid
 from phonclip.alignment import (
     Alignment,
     AlignmentTargets,
+    frame_labels,
     intervals,
     monotonic_viterbi,
     uniform_times,
@@ -22,17 +23,18 @@ from phonclip.ipa import IpaTokenizer
 from phonclip.losses import ForwardSumLoss
 
 
-def _brute_force(scores, blank, allowed):
+def _brute_force(scores, blank, allowed, min_pause=1):
     """Best score over every frame labelling that is a valid monotonic alignment (tiny sizes only)."""
     frames, phones = scores.shape
     best = -math.inf
     for labels in itertools.product(range(-1 if blank is not None else 0, phones), repeat=frames):
-        last, total, ok = -1, 0.0, True  # last: the phone of the latest phone frame
+        last, total, ok, pause = -1, 0.0, True, 0  # last: the phone of the latest phone frame
         for t, lab in enumerate(labels):
             if lab == -1:  # silence, where allowed before the next phone
-                ok, total = bool(allowed[last + 1]), total + float(blank[t])
+                ok, total, pause = bool(allowed[last + 1]), total + float(blank[t]), pause + 1
             elif (lab == last and labels[t - 1] == lab) or lab == last + 1:
-                last, total = lab, total + float(scores[t, lab])
+                ok = last == -1 or pause == 0 or pause >= min_pause  # a pause between phones is long
+                last, total, pause = lab, total + float(scores[t, lab]), 0
             else:
                 ok = False
             if not ok:
@@ -42,18 +44,18 @@ def _brute_force(scores, blank, allowed):
     return best
 
 
-@pytest.mark.parametrize("with_blank", [False, True])
-def test_viterbi_finds_the_best_monotonic_path(with_blank: bool) -> None:
+@pytest.mark.parametrize(("with_blank", "min_pause"), [(False, 1), (True, 1), (True, 2), (True, 3)])
+def test_viterbi_finds_the_best_monotonic_path(with_blank: bool, min_pause: int) -> None:
     g = torch.Generator().manual_seed(1)
     for _ in range(60):
         frames, phones = int(torch.randint(1, 7, (1,), generator=g)), int(torch.randint(1, 4, (1,), generator=g))
         scores = torch.randn(frames, phones, generator=g, dtype=torch.float64)
         blank = torch.randn(frames, generator=g, dtype=torch.float64) if with_blank else None
         allowed = torch.randint(0, 2, (phones + 1,), generator=g).bool()
-        expected = _brute_force(scores, blank, allowed.tolist())
+        expected = _brute_force(scores, blank, allowed.tolist(), min_pause)
         starts, ends, total = monotonic_viterbi(
             scores[None], torch.tensor([frames]), torch.tensor([phones]),
-            None if blank is None else blank[None], None if blank is None else allowed[None],
+            None if blank is None else blank[None], None if blank is None else allowed[None], min_pause,
         )
         assert float(total[0]) == pytest.approx(expected, abs=1e-9)
         if math.isfinite(expected):
@@ -63,17 +65,20 @@ def test_viterbi_finds_the_best_monotonic_path(with_blank: bool) -> None:
                 path += sum(float(blank[t]) for t in range(frames) if t not in covered)
             assert path == pytest.approx(expected, abs=1e-9)
             assert (ends[0] > starts[0]).all() and (starts[0][1:] >= ends[0][:-1]).all()
+            gaps = (starts[0][1:] - ends[0][:-1]).tolist()
+            assert all(gap == 0 or gap >= min_pause for gap in gaps)
 
 
-def test_viterbi_batched_equals_one_clip_at_a_time() -> None:
+@pytest.mark.parametrize("min_pause", [1, 4])
+def test_viterbi_batched_equals_one_clip_at_a_time(min_pause: int) -> None:
     scores, frames, phones = realistic_batch(seed=3, batch=6)
     blank = torch.randn(scores.shape[:2])
     allowed = torch.rand(6, scores.shape[2] + 1) > 0.5
-    starts, ends, total = monotonic_viterbi(scores, frames, phones, blank, allowed)
+    starts, ends, total = monotonic_viterbi(scores, frames, phones, blank, allowed, min_pause)
     for b in range(6):
         t, n = int(frames[b]), int(phones[b])
         s1, e1, tot1 = monotonic_viterbi(scores[b : b + 1, :t, :n], frames[b : b + 1], phones[b : b + 1],
-                                         blank[b : b + 1, :t], allowed[b : b + 1, : n + 1])
+                                         blank[b : b + 1, :t], allowed[b : b + 1, : n + 1], min_pause)
         assert torch.equal(starts[b, :n], s1[0]) and torch.equal(ends[b, :n], e1[0])
         assert float(total[b]) == pytest.approx(float(tot1[0]), rel=1e-6)
         assert (starts[b, n:] == -1).all()
@@ -179,6 +184,15 @@ def test_segments_merge_into_the_gold_phones_they_spell() -> None:
     predicted = [("t", 0.0, 0.05), ("ʃ", 0.05, 0.1), ("a", 0.1, 0.2)]
     assert merge_to_gold(tok, predicted, [("tʃ", 0.0, 0.09), ("a", 0.09, 0.2)]) == [("tʃ", 0.0, 0.1), ("a", 0.1, 0.2)]
     assert merge_to_gold(tok, predicted, [("t", 0.0, 0.09), ("a", 0.09, 0.2)]) is None
+
+
+def test_gold_timings_label_frames_with_silence_and_split_multi_segment_phones() -> None:
+    tok = IpaTokenizer()
+    targets = AlignmentTargets.from_ipa(tok, "tʃa")
+    gold = [("tʃ", 0.02, 0.06), ("a", 0.06, 0.09)]
+    assert frame_labels(tok, targets, gold, frames=10, step=0.01) == [0, 0, 1, 1, 2, 2, 3, 3, 3, 0]
+    assert frame_labels(tok, targets, gold, frames=7, step=0.01) == [0, 0, 1, 1, 2, 2, 3]  # clipped to the frames
+    assert frame_labels(tok, targets, [("t", 0.0, 0.05), ("a", 0.05, 0.09)], frames=10, step=0.01) is None
 
 
 def test_uniform_intervals_tile_the_clip() -> None:

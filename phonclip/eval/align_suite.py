@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from phonclip.alignment import Alignment, AlignmentTargets
+from phonclip.alignment import Alignment, gold_token_counts
 from phonclip.eval.boundaries import BoundaryScorer, Interval
 from phonclip.eval.plots import plt, save_figure
 
@@ -30,7 +30,7 @@ def gold_words(meta: dict) -> list[Interval]:
 def merge_to_gold(tokenizer: Any, predicted: list[Interval], gold: list[Interval]) -> list[Interval] | None:
     """Predicted segment intervals grouped into the gold phones they spell (espeak's /tʃ/ is two
     segments, t and ʃ, to the tokenizer); None when the two do not spell the same sequence."""
-    sizes = [len(AlignmentTargets.from_ipa(tokenizer, label).labels) for label, _, _ in gold]
+    sizes = gold_token_counts(tokenizer, gold)
     if sum(sizes) != len(predicted) or 0 in sizes:
         return None
     merged, i = [], 0

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from phonclip.alignment import (
     Alignment,
     AlignmentTargets,
+    frame_labels,
     intervals,
     monotonic_viterbi,
     uniform_times,
@@ -61,7 +62,11 @@ class AlignerConfig:
     blank_logit: float = -1.0  # initial silence logit (RAD-TTS's constant blank); learned per frame
     forward_sum_weight: float = 1.0
     siglip_weight: float = 0.0  # > 0 keeps CLAP-IPA's retrieval space while aligning
+    # > 0 adds frame classification against the training clips' gold timings (the synthetic corpus's
+    # espeak phone events; clips without timings add nothing): where the boundaries sit, not only their order.
+    gold_weight: float = 0.0
     decoder: str = "viterbi"  # "viterbi", or "uniform": the baseline, durations ∝ phone count
+    min_pause_s: float = 0.0  # a silence the decoder puts between words lasts this long at least, or is absent
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, warmup_steps=100))
     eval: AlignEvalConfig = field(default_factory=AlignEvalConfig)
 
@@ -166,6 +171,9 @@ class Aligner(PhonclipModel):
         loss = self.cfg.forward_sum_weight * self.forward_sum(out["logits"], out["frame_lens"], out["phone_lens"],
                                                               out["blank"])
         logs = {"train/forward_sum": loss}
+        if self.cfg.gold_weight > 0:
+            logs["train/gold_frames"] = self.gold_frame_loss(out, batch["meta"])
+            loss = loss + self.cfg.gold_weight * logs["train/gold_frames"]
         if self.cfg.siglip_weight > 0:
             speech = F.normalize(self.clap.speech_proj(masked_mean(out["hidden"], out["mask"])), dim=-1)
             phones = self.clap.phone_embedding(batch["phone_ids"], batch["phone_lens"])
@@ -173,6 +181,22 @@ class Aligner(PhonclipModel):
             loss = loss + self.cfg.siglip_weight * logs["train/siglip"]
         self.log_dict({**logs, "train/loss": loss}, prog_bar=True, batch_size=len(batch["ipa"]))
         return loss
+
+    def gold_frame_loss(self, out: dict[str, Any], metas: list[dict]) -> Tensor:
+        """Cross-entropy of each frame's [silence, phones] distribution against its class under the gold
+        timings in the clips' metadata; zero when no clip of the batch has them."""
+        from phonclip.eval.align_suite import gold_phones
+
+        frames = out["logits"].shape[1]
+        labels = torch.full((len(metas), frames), -100, dtype=torch.long)
+        for row, meta, t, n in zip(labels, metas, out["targets"], out["frame_lens"].tolist()):
+            gold = frame_labels(self.tokenizer, t, gold_phones(meta), n, self.frame_seconds)
+            if gold is not None:
+                row[:n] = torch.tensor(gold)
+        if bool((labels < 0).all()):
+            return out["logits"].sum() * 0.0
+        log_probs = self.forward_sum.log_probs(out["logits"], out["phone_lens"], out["blank"])
+        return F.nll_loss(log_probs.flatten(0, 1), labels.to(log_probs.device).flatten(), ignore_index=-100)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self.scores(batch)
@@ -200,7 +224,8 @@ class Aligner(PhonclipModel):
         for row, t in zip(blank_before, out["targets"]):
             row[: len(t.labels) + 1] = torch.tensor(t.blank_before)
         starts, ends, total = monotonic_viterbi(
-            log_probs[..., 1:], out["frame_lens"], out["phone_lens"], log_probs[..., 0], blank_before.to(self.device)
+            log_probs[..., 1:], out["frame_lens"], out["phone_lens"], log_probs[..., 0], blank_before.to(self.device),
+            min_pause=max(1, round(self.cfg.min_pause_s / self.frame_seconds)),
         )
         starts, ends, total = starts.cpu(), ends.cpu(), total.cpu()
         alignments: list[Alignment | None] = []
