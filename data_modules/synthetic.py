@@ -38,6 +38,7 @@ from data_modules.espeak import (
     available_variants,
 )
 from data_modules.ipapack import IpapackConfig, IpapackDataModule, StreamConfig, as_config
+from data_modules.other_synth import OTHER_SYNTH_SPLIT, OtherSynthConfig, generate_other_synth
 from data_modules.schema import SAMPLE_RATE
 
 GENERATOR_VERSION = 2  # bump when the output of the same config changes
@@ -604,9 +605,12 @@ class SyntheticDataConfig(StreamConfig):
 
     name: str = "synthetic"
     corpus: SyntheticConfig = field(default_factory=SyntheticConfig)
+    # test_other_synth: held-out words said by flite/festival, never trained on; left out with a
+    # warning where those synthesizers are not installed
     test_splits: list[str] = field(
-        default_factory=lambda: ["test_seen", "test_unseen", "test_voices", "test_phrases"]
+        default_factory=lambda: ["test_seen", "test_unseen", "test_voices", "test_phrases", OTHER_SYNTH_SPLIT]
     )
+    other_synth: OtherSynthConfig = field(default_factory=OtherSynthConfig)
 
 
 class SyntheticDataModule(IpapackDataModule):
@@ -616,9 +620,10 @@ class SyntheticDataModule(IpapackDataModule):
 
     def __init__(self, cfg: SyntheticDataConfig | DictConfig | dict, tokenizer: Any) -> None:
         synthetic = as_config(cfg, SyntheticDataConfig)
-        unknown = sorted(set(synthetic.test_splits) - set(SPLITS))
+        known = (*SPLITS, OTHER_SYNTH_SPLIT)
+        unknown = sorted(set(synthetic.test_splits) - set(known))
         if unknown:
-            raise ValueError(f"data.test_splits has unknown splits {unknown}; known: {', '.join(SPLITS)}")
+            raise ValueError(f"data.test_splits has unknown splits {unknown}; known: {', '.join(known)}")
         stream = {k: v for k, v in asdict(synthetic).items() if k in StreamConfig.__dataclass_fields__}
         super().__init__(IpapackConfig(**stream, train=[], valid=[], test={}), tokenizer)
         self.synthetic = synthetic
@@ -632,4 +637,9 @@ class SyntheticDataModule(IpapackDataModule):
         self.generation_seconds = manifest.get("generation_seconds")  # what generating it cost, once
         self.cfg.train = [str(p) for p in shards(root, "train")]
         self.cfg.valid = [str(p) for p in shards(root, "valid")]
-        self.cfg.test = {split: [str(p) for p in shards(root, split)] for split in self.synthetic.test_splits}
+        self.cfg.test = {}
+        for split in self.synthetic.test_splits:
+            if split != OTHER_SYNTH_SPLIT:
+                self.cfg.test[split] = [str(p) for p in shards(root, split)]
+            elif other := generate_other_synth(root, self.synthetic.other_synth):  # None: no voice
+                self.cfg.test[split] = [str(other)]

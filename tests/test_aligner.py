@@ -19,6 +19,7 @@ from phonclip import config, runner
 from phonclip.alignment import Alignment, AlignmentTargets
 from phonclip.api import load
 from phonclip.cli import main
+from phonclip.eval.align_suite import evaluate_aligner, score_set
 from phonclip.ipa import IpaTokenizer, phonemize
 from phonclip.losses import SigLipLoss
 from phonclip.models.aligner import Aligner, MissingClapRun
@@ -251,3 +252,15 @@ def test_gold_term_fits_the_frames_to_the_training_timings(tiny_run: TinyRun, tm
     assert losses[-1] < 0.8 * losses[0], losses
     untimed = [{k: v for k, v in meta.items() if k != "phones"} for meta in batch["meta"]]
     assert float(model.gold_frame_loss(model.scores(batch), untimed)) == 0.0  # clips without timings add nothing
+
+
+def test_a_test_set_without_gold_timings_is_left_out(aligner_runs: tuple[Path, dict], tmp_path: Path) -> None:
+    model = load(aligner_runs[0] / "finetuned")
+    untimed = {"meta": [{"lang": "en"}, {"lang": "it"}]}  # as test_other_synth's clips: IPA, no timings
+
+    class Sets:
+        def test_sets(self) -> dict[str, list[dict]]:
+            return {"test_other_synth": [untimed]}
+
+    assert score_set(model, [untimed], model.cfg.eval, "test_other_synth") == (None, [])
+    assert evaluate_aligner(model, Sets(), tmp_path, model.cfg.eval) == {}

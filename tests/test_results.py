@@ -66,8 +66,15 @@ def test_report_judges_targets_from_measured_values(tmp_path, monkeypatch):
     )
     assert "| clap_ipa | phone→speech Hit@1, seen languages, held-out words | 0.950 | ≥ 0.90 | yes |" in doc
     assert "unseen languages (mixed gallery) | 0.475 | ≥ 0.65 | **no** |" in doc
-    assert "| 2.000 | ≥ 15 |" not in doc and "| 2.000 | ≤ 15 | yes |" in doc
+    assert "| 1.500 | ≥ 15 |" not in doc and "| 1.500 | ≤ 15 | yes |" in doc  # its corpus inside training
     assert "(points) | 2.000 | ≥ 3 | **no** |" in doc
+
+
+def test_minutes_count_data_generation_once():
+    trained = _results("main", 0.9)  # 60 s training, its 30 s of corpus generation inside them, 30 s eval
+    untrained = {**trained, "steps": 0, "train_seconds": 0.0}  # generation before evaluation
+    assert report._minutes({"main": trained}) == 1.5
+    assert report._arm_minutes({"a": trained, "b": untrained}) == 1.5 + 1.0
 
 
 def test_report_of_one_experiment_keeps_the_others_as_measured(tmp_path, monkeypatch):

@@ -40,8 +40,11 @@ def merge_to_gold(tokenizer: Any, predicted: list[Interval], gold: list[Interval
     return merged
 
 
-def score_set(model: Any, loader: Any, cfg: Any, desc: str) -> tuple[dict[str, Any], list[tuple[dict, Alignment]]]:
-    """Phone and word boundary metrics of one test set; also its first ``cfg.plot_examples`` clips for plots."""
+def score_set(
+    model: Any, loader: Any, cfg: Any, desc: str
+) -> tuple[dict[str, Any] | None, list[tuple[dict, Alignment]]]:
+    """Phone and word boundary metrics of one test set; also its first ``cfg.plot_examples`` clips for plots.
+    None when the set's first batch carries no gold timings (a retrieval-only set): nothing to score."""
     max_clips, tolerances_ms = cfg.max_clips, list(cfg.tolerances_ms)
     phones, words = BoundaryScorer(tolerances_ms), BoundaryScorer(tolerances_ms)
     step = None if model.cfg.decoder == "uniform" else model.frame_seconds
@@ -50,6 +53,8 @@ def score_set(model: Any, loader: Any, cfg: Any, desc: str) -> tuple[dict[str, A
     examples: list[tuple[dict, Alignment]] = []
     seen = 0
     for batch in tqdm(loader, desc=f"align {desc}", leave=False):
+        if seen == 0 and not any(gold_phones(meta) for meta in batch["meta"]):
+            return None, []
         for i, alignment in enumerate(model.decode(batch)):
             if seen >= max_clips:
                 break
@@ -126,7 +131,11 @@ def evaluate_aligner(model: Any, datamodule: Any, out_dir: Path, cfg: Any, logge
     results: dict[str, Any] = {}
     examples: list[tuple[dict, Alignment]] = []
     for name, loader in datamodule.test_sets().items():
-        results[name], found = score_set(model, loader, cfg, name)
+        row, found = score_set(model, loader, cfg, name)
+        if row is None:
+            print(f"{name}: no gold timings, not scored")
+            continue
+        results[name] = row
         examples = examples or found
     for k, (batch, alignment) in enumerate(examples[: cfg.plot_examples]):
         save_figure(alignment_figure(model, batch, alignment), f"alignment_{k}", out_dir, logger)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from phonclip.augment import AugmentConfig, WaveformAugment
+from phonclip.augment import AugmentConfig, MelWarp, WaveformAugment
 from phonclip.encoders.phone import PhoneEncoder, PhoneEncoderConfig
 from phonclip.encoders.speech import SpeechEncoder, SpeechEncoderConfig
 from phonclip.features import LogMel, SpecAugment
@@ -96,6 +96,7 @@ class ClapIpa(SpeechPhoneModel):
         self.logmel = LogMel(n_mels=cfg.n_mels, hop_length=cfg.hop_length)
         self.specaugment = SpecAugment(**OmegaConf.to_container(cfg.augment.specaugment))
         self.wave_augment = WaveformAugment(cfg.augment)
+        self.mel_warp = MelWarp(cfg.augment, cfg.n_mels)
         self.speech_encoder = SpeechEncoder(cfg.speech)
         if cfg.speech.pretrained is not None and cfg.hop_length != self.speech_encoder.mel_hop_length:
             raise ValueError(
@@ -125,7 +126,7 @@ class ClapIpa(SpeechPhoneModel):
         """L2-normalised speech embeddings of 16 kHz waveforms [B, T]."""
         feats, frame_lens = self.logmel(audio, audio_lens)
         if self.training:
-            feats = self.specaugment(feats, frame_lens)
+            feats = self.specaugment(self.mel_warp(feats), frame_lens)
         pooled = self.speech_encoder.pooled(feats, frame_lens)
         return F.normalize(self.speech_proj(pooled), dim=-1)
 

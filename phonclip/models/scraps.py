@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from phonclip.augment import AugmentConfig, WaveformAugment
+from phonclip.augment import AugmentConfig, MelWarp, WaveformAugment
 from phonclip.encoders.integrator import build_integrators
 from phonclip.encoders.phone import PhoneEncoder, PhoneEncoderConfig
 from phonclip.encoders.pooling import masked_mean
@@ -97,6 +97,7 @@ class Scraps(SpeechPhoneModel):
         self.logmel = LogMel(n_mels=cfg.n_mels, hop_length=cfg.hop_length)
         self.specaugment = SpecAugment(**OmegaConf.to_container(cfg.augment.specaugment))
         self.wave_augment = WaveformAugment(cfg.augment)
+        self.mel_warp = MelWarp(cfg.augment, cfg.n_mels)
         self.speech_encoder = SpeechEncoder(cfg.speech)
         features = tokenizer.feature_matrix() if cfg.phone.articulatory_features else None
         self.phone_encoder = PhoneEncoder(cfg.phone, vocab_size=tokenizer.vocab_size, feature_matrix=features)
@@ -118,7 +119,7 @@ class Scraps(SpeechPhoneModel):
         """L2-normalised embeddings of 16 kHz waveforms [B, T]."""
         feats, frame_lens = self.logmel(audio, audio_lens)
         if self.training:
-            feats = self.specaugment(feats, frame_lens)
+            feats = self.specaugment(self.mel_warp(feats), frame_lens)
         hidden, mask = self.speech_encoder(feats, frame_lens)
         return self._summarise("speech", self.speech_proj(hidden), mask)
 
