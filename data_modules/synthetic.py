@@ -627,14 +627,13 @@ class SyntheticDataModule(IpapackDataModule):
         stream = {k: v for k, v in asdict(synthetic).items() if k in StreamConfig.__dataclass_fields__}
         super().__init__(IpapackConfig(**stream, train=[], valid=[], test={}), tokenizer)
         self.synthetic = synthetic
+        self.generation_seconds: float | None = None  # what generating the corpus took here (None: cached)
 
     def prepare_data(self) -> None:
-        generate_corpus(self.synthetic.corpus)
+        self._corpus()
 
     def setup(self, stage: str | None = None) -> None:
-        root = generate_corpus(self.synthetic.corpus)  # cached after prepare_data: a manifest check
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-        self.generation_seconds = manifest.get("generation_seconds")  # what generating it cost, once
+        root = self._corpus()  # cached after prepare_data: a manifest check
         self.cfg.train = [str(p) for p in shards(root, "train")]
         self.cfg.valid = [str(p) for p in shards(root, "valid")]
         self.cfg.test = {}
@@ -643,3 +642,13 @@ class SyntheticDataModule(IpapackDataModule):
                 self.cfg.test[split] = [str(p) for p in shards(root, split)]
             elif other := generate_other_synth(root, self.synthetic.other_synth):  # None: no voice
                 self.cfg.test[split] = [str(other)]
+
+    def _corpus(self) -> Path:
+        """The corpus directory, generated first if absent (then ``generation_seconds`` says how long
+        that took, as the other generating DataModules report it)."""
+        cached = (corpus_dir(self.synthetic.corpus) / MANIFEST).exists()
+        root = generate_corpus(self.synthetic.corpus)
+        if not cached:
+            manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+            self.generation_seconds = manifest["generation_seconds"]
+        return root

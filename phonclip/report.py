@@ -44,15 +44,17 @@ def _metric(arm: str, path: str):
 
 
 def _wall_seconds(arm: dict) -> float:
-    """Seconds one arm took. An arm that trained generated its data inside training (``train_seconds``
-    holds ``corpus_seconds``); one that trained no steps generated it before evaluation, outside both."""
+    """Seconds one arm took. ``corpus_seconds`` is data the arm generated itself (None: cached): inside
+    training for an arm that trained (``train_seconds`` holds it), before evaluation for one that did not."""
     outside = 0.0 if arm.get("steps") else (arm.get("corpus_seconds") or 0.0)
     return outside + (arm.get("train_seconds") or 0.0) + arm.get("eval_seconds", 0.0)
 
 
-def _minutes(results: dict) -> float:
-    """Minutes of data generation, training and evaluation of the main arm."""
-    return _wall_seconds(results["main"]) / 60
+def _minutes(results: dict) -> float | None:
+    """Minutes of data generation, training and evaluation of the main arm; None (n/a) when that run
+    found its data cached, so the budget is only ever judged on a run that generated it."""
+    main = results["main"]
+    return None if main.get("corpus_seconds") is None else _wall_seconds(main) / 60
 
 
 def _arm_minutes(results: dict) -> float:
@@ -104,7 +106,7 @@ TARGETS = (
            _metric("main", "test_seen/phone→speech/hit@1"), "≥ 0.90", lambda v: v >= 0.90),
     Target("clap_ipa", "phone→speech Hit@1, 7 unseen languages (mixed gallery)",
            _metric("main", "test_unseen/phone→speech/hit@1"), "≥ 0.65", lambda v: v >= 0.65),
-    Target("clap_ipa", "minutes: corpus generation + training + evaluation", _minutes, "≤ 15", lambda v: v <= 15),
+    Target("clap_ipa", "minutes: corpus generation + training + evaluation (fresh corpus)", _minutes, "≤ 15", lambda v: v <= 15),
     Target("ablation_text_vs_phone", "unseen Hit@1 gain of IPA units over text units (points)",
            lambda r: 100 * (_metric("phone", "test_unseen/phone→speech/hit@1")(r)
                             - _metric("text", "test_unseen/phone→speech/hit@1")(r)),

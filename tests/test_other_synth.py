@@ -150,3 +150,12 @@ def test_no_synthesizer_gives_none_and_the_split_is_dropped(
     with pytest.warns(UserWarning, match="apt-get install"):
         dm = datamodule(["test_seen", OTHER_SYNTH_SPLIT])
     assert list(dm.cfg.test) == ["test_seen"]
+
+
+def test_generation_seconds_count_only_a_corpus_generated_here(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert datamodule(["test_seen"]).generation_seconds is None  # the module's corpus: cached
+    monkeypatch.setenv("PHONCLIP_CACHE", str(tmp_path))
+    fresh = datamodule(["test_seen"])
+    assert isinstance(fresh.generation_seconds, float) and fresh.generation_seconds > 0

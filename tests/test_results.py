@@ -73,8 +73,10 @@ def test_report_judges_targets_from_measured_values(tmp_path, monkeypatch):
 def test_minutes_count_data_generation_once():
     trained = _results("main", 0.9)  # 60 s training, its 30 s of corpus generation inside them, 30 s eval
     untrained = {**trained, "steps": 0, "train_seconds": 0.0}  # generation before evaluation
+    cached = {**untrained, "corpus_seconds": None}  # found its data: no generation to count
     assert report._minutes({"main": trained}) == 1.5
-    assert report._arm_minutes({"a": trained, "b": untrained}) == 1.5 + 1.0
+    assert report._arm_minutes({"a": trained, "b": untrained, "c": cached}) == 1.5 + 1.0 + 0.5
+    assert report._minutes({"main": {**trained, "corpus_seconds": None}}) is None  # the budget needs a fresh run
 
 
 def test_report_of_one_experiment_keeps_the_others_as_measured(tmp_path, monkeypatch):
