@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from phonclip import alignment_kernels
 from phonclip.ipa import STRESS_MARKS
 
 TONE_LETTERS = frozenset("˥˦˧˨˩")
@@ -162,12 +163,43 @@ def monotonic_viterbi(
     everywhere. A silence between two phones lasts at least ``min_pause`` frames or is absent (a pause,
     not a frame of doubt between words); at the clip's edges any length goes. Returns frame indices ``starts``/``ends`` [B, N] (phone n covers frames
     ``starts ≤ t < ends``; -1 past N_b) and the path's total score [B] (-inf where T_b < N_b: no path).
-    The forward pass runs on the scores' device; the pointer chase back runs on the host in numpy.
+    On the CPU each clip runs as one compiled loop (``alignment_kernels``: torch's per-operation cost
+    dominates this programme there); elsewhere the forward pass runs on the scores' device as below
+    and the pointer chase back on the host in numpy.
     """
+    if scores.device.type == "cpu":
+        starts, ends, total = alignment_kernels.viterbi(
+            _host_array(scores),
+            frame_lens.cpu().numpy(),
+            phone_lens.cpu().numpy(),
+            None if blank is None else _host_array(blank),
+            None if blank_before is None else blank_before.cpu().numpy(),
+            min_pause,
+        )
+        return torch.from_numpy(starts), torch.from_numpy(ends), torch.from_numpy(total).to(scores.dtype)
+    return _viterbi_torch(scores, frame_lens, phone_lens, blank, blank_before, min_pause)
+
+
+def _host_array(x: Tensor) -> np.ndarray:
+    """A float32/float64 view for the compiled kernel (it sums in float64): no copy, no torch operation."""
+    x = x.detach()
+    return (x if x.dtype in (torch.float32, torch.float64) else x.float()).contiguous().numpy()
+
+
+def _viterbi_torch(
+    scores: Tensor,
+    frame_lens: Tensor,
+    phone_lens: Tensor,
+    blank: Tensor | None,
+    blank_before: Tensor | None,
+    min_pause: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``monotonic_viterbi`` as vectorised torch operations over the batch, on the scores' device."""
     batch, frames, phones = scores.shape
     device = scores.device
+    finite = scores.double().clamp(min=alignment_kernels.MASKED)  # padded phones come as −inf: keep their sums finite
     # cum[n, b, k]: phone n's score summed over frames < k, for the T + 1 positions k between frames
-    cum = F.pad(scores.double().permute(2, 0, 1).contiguous().cumsum(-1), (1, 0))
+    cum = F.pad(finite.permute(2, 0, 1).contiguous().cumsum(-1), (1, 0))
     with_blank = blank is not None
     if with_blank:
         cum_blank = F.pad(blank.double().cumsum(-1), (1, 0))

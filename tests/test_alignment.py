@@ -6,11 +6,14 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from praatio import textgrid
 
+from phonclip import alignment_kernels
 from phonclip.alignment import (
     Alignment,
     AlignmentTargets,
+    _viterbi_torch,
     frame_labels,
     intervals,
     monotonic_viterbi,
@@ -44,8 +47,12 @@ def _brute_force(scores, blank, allowed, min_pause=1):
     return best
 
 
+VITERBIS = {"compiled": monotonic_viterbi, "torch": _viterbi_torch}  # the CPU kernel and the other devices' path
+
+
+@pytest.mark.parametrize("impl", VITERBIS)
 @pytest.mark.parametrize(("with_blank", "min_pause"), [(False, 1), (True, 1), (True, 2), (True, 3)])
-def test_viterbi_finds_the_best_monotonic_path(with_blank: bool, min_pause: int) -> None:
+def test_viterbi_finds_the_best_monotonic_path(impl: str, with_blank: bool, min_pause: int) -> None:
     g = torch.Generator().manual_seed(1)
     for _ in range(60):
         frames, phones = int(torch.randint(1, 7, (1,), generator=g)), int(torch.randint(1, 4, (1,), generator=g))
@@ -53,7 +60,7 @@ def test_viterbi_finds_the_best_monotonic_path(with_blank: bool, min_pause: int)
         blank = torch.randn(frames, generator=g, dtype=torch.float64) if with_blank else None
         allowed = torch.randint(0, 2, (phones + 1,), generator=g).bool()
         expected = _brute_force(scores, blank, allowed.tolist(), min_pause)
-        starts, ends, total = monotonic_viterbi(
+        starts, ends, total = VITERBIS[impl](
             scores[None], torch.tensor([frames]), torch.tensor([phones]),
             None if blank is None else blank[None], None if blank is None else allowed[None], min_pause,
         )
@@ -69,19 +76,33 @@ def test_viterbi_finds_the_best_monotonic_path(with_blank: bool, min_pause: int)
             assert all(gap == 0 or gap >= min_pause for gap in gaps)
 
 
+@pytest.mark.parametrize("impl", VITERBIS)
 @pytest.mark.parametrize("min_pause", [1, 4])
-def test_viterbi_batched_equals_one_clip_at_a_time(min_pause: int) -> None:
+def test_viterbi_batched_equals_one_clip_at_a_time(impl: str, min_pause: int) -> None:
     scores, frames, phones = realistic_batch(seed=3, batch=6)
     blank = torch.randn(scores.shape[:2])
     allowed = torch.rand(6, scores.shape[2] + 1) > 0.5
-    starts, ends, total = monotonic_viterbi(scores, frames, phones, blank, allowed, min_pause)
+    starts, ends, total = VITERBIS[impl](scores, frames, phones, blank, allowed, min_pause)
     for b in range(6):
         t, n = int(frames[b]), int(phones[b])
-        s1, e1, tot1 = monotonic_viterbi(scores[b : b + 1, :t, :n], frames[b : b + 1], phones[b : b + 1],
+        s1, e1, tot1 = VITERBIS[impl](scores[b : b + 1, :t, :n], frames[b : b + 1], phones[b : b + 1],
                                          blank[b : b + 1, :t], allowed[b : b + 1, : n + 1], min_pause)
         assert torch.equal(starts[b, :n], s1[0]) and torch.equal(ends[b, :n], e1[0])
         assert float(total[b]) == pytest.approx(float(tot1[0]), rel=1e-6)
         assert (starts[b, n:] == -1).all()
+
+
+@pytest.mark.parametrize("min_pause", [1, 3])
+def test_compiled_viterbi_decodes_as_the_torch_one(min_pause: int) -> None:
+    for seed in range(4):
+        scores, frames, phones = realistic_batch(seed=seed, batch=12)
+        frames[0] = phones[0] - 1  # no path
+        blank = torch.randn(scores.shape[:2])
+        allowed = torch.rand(12, scores.shape[2] + 1) > 0.3
+        for args in [(None, None, 1), (blank, allowed, min_pause), (blank, None, min_pause)]:
+            compiled, torch_path = monotonic_viterbi(scores, frames, phones, *args), _viterbi_torch(scores, frames, phones, *args)
+            assert torch.equal(compiled[0][1:], torch_path[0][1:]) and torch.equal(compiled[1][1:], torch_path[1][1:])
+            assert torch.allclose(compiled[2], torch_path[2]) and compiled[2][0] == -math.inf
 
 
 def test_viterbi_matches_librosa_dtw_as_the_reference_decodes() -> None:
@@ -110,6 +131,50 @@ def test_forward_sum_equals_the_reference_loop_in_loss_and_gradients() -> None:
     expected.backward()
     assert float(loss) == pytest.approx(float(expected), abs=1e-5)
     assert torch.allclose(ours.grad, ref.grad, atol=1e-5)
+
+
+def _aten_forward_sum(scores, blank, frames, phones):
+    """Per-clip CTC loss under the softmax over [blank, phones 1..N_b] and its gradients with respect to
+    ``scores`` and ``blank``, by ATen in float64."""
+    s, bl = scores.double().requires_grad_(True), blank.double().requires_grad_(True)
+    batch, _, n = s.shape
+    padded = torch.arange(n)[None, None, :] >= phones[:, None, None]
+    log_probs = torch.cat([bl[..., None], s.masked_fill(padded, -math.inf)], dim=-1).log_softmax(-1)
+    targets = torch.arange(1, n + 1).expand(batch, n)
+    nll = F.ctc_loss(log_probs.clamp(min=-1e30).transpose(0, 1), targets, frames, phones, reduction="none",
+                     zero_infinity=True)
+    return nll.detach(), *torch.autograd.grad(nll.sum(), (s, bl))
+
+
+def _scaled_batch(scale: float, seed: int = 11):
+    scores, frames, phones = realistic_batch(seed=seed, batch=10)
+    frames[0], frames[1] = phones[0] - 1, phones[1]  # no path; exactly one frame per phone
+    blank = torch.randn(scores.shape[:2], generator=torch.Generator().manual_seed(0))
+    return scores.double() * scale, blank.double() * scale, frames, phones
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0, 1000.0])
+def test_compiled_forward_sum_equals_aten_ctc_in_float64(scale: float) -> None:
+    scores, blank, frames, phones = _scaled_batch(scale)
+    weights = torch.rand(10, dtype=torch.float64)
+    nll, grad_scores, grad_blank = alignment_kernels.forward_sum(scores, blank, frames, phones, weights)
+    expected, expected_scores, expected_blank = _aten_forward_sum(scores, blank, frames, phones)
+    assert nll[0] == math.inf and float(grad_scores[0].abs().max()) == 0.0
+    assert torch.allclose(nll[1:], expected[1:], rtol=1e-10, atol=1e-8)
+    assert torch.allclose(grad_scores, expected_scores * weights[:, None, None], atol=1e-9)
+    assert torch.allclose(grad_blank, expected_blank * weights[:, None], atol=1e-9)
+
+
+def test_forward_sum_recomputes_in_log_space_where_probabilities_underflow() -> None:
+    scores, blank, frames, phones = _scaled_batch(1000.0, seed=2)
+    direct = [alignment_kernels._forward_sum_clip(scores[b].numpy(), blank[b].numpy(), int(frames[b]), int(phones[b]),
+                                                  1.0, np.zeros(scores.shape[1:]), np.zeros(scores.shape[1]))
+              for b in range(2, 10)]
+    assert any(math.isnan(v) for v in direct)  # at this scale some clip's past and future disagree
+    nll, grad_scores, grad_blank = alignment_kernels.forward_sum(scores, blank, frames, phones, torch.ones(10))
+    expected, expected_scores, expected_blank = _aten_forward_sum(scores, blank, frames, phones)
+    assert torch.allclose(nll[1:], expected[1:], rtol=1e-10)
+    assert torch.allclose(grad_scores, expected_scores, atol=1e-9) and torch.allclose(grad_blank, expected_blank, atol=1e-9)
 
 
 def test_forward_sum_prefers_the_diagonal_and_takes_a_learned_blank() -> None:
