@@ -14,6 +14,7 @@ from transformers import (
     WhisperModel,
 )
 
+from phonclip.encoders.packing import Packing
 from phonclip.encoders.phone import PhoneEncoder, PhoneEncoderConfig
 from phonclip.encoders.pooling import lengths_to_mask, masked_mean
 from phonclip.encoders.speech import SpeechEncoder, SpeechEncoderConfig
@@ -154,6 +155,34 @@ def test_phone_padding_invariance() -> None:
         alone = enc.pooled(ids[1:, :3], torch.tensor([3]))
         batched = enc.pooled(ids, torch.tensor([5, 3]))
     assert (alone[0] - batched[1]).abs().max() <= 1e-5
+
+
+def test_packed_phone_batch_gives_each_row_its_states_alone() -> None:
+    enc = phone()
+    lens = torch.tensor([3, 7, 1, 12, 5, 0, 9, 12])
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, VOCAB, (8, 12), generator=g).masked_fill(~lengths_to_mask(lens, 12), 0)
+    packing = Packing.plan(lens, 12)
+    assert packing.rows == 1 and packing.width == 64  # 49 tokens fill one row of 64
+    assert torch.equal(packing.segment[packing.segment >= 0].bincount(minlength=8), lens)
+    with torch.no_grad():
+        hidden, mask = enc(ids, lens)
+        for b in range(8):
+            if lens[b]:
+                alone, _ = enc(ids[b : b + 1, : lens[b]], lens[b : b + 1])
+                assert (alone[0] - hidden[b, : lens[b]]).abs().max() <= 1e-5
+    assert (hidden[~mask] == 0).all()
+
+
+def test_packing_fills_rows_first_fit_and_round_trips() -> None:
+    lens = torch.tensor([40, 30, 30, 20, 4])
+    packing = Packing.plan(lens, 40)
+    assert packing.rows == 2  # 40 + 20 + 4 in one row of 64, 30 + 30 in the other
+    padded = torch.randn(5, 40, 3).masked_fill(~lengths_to_mask(lens, 40)[..., None], 0.0)
+    assert torch.equal(packing.unpack(packing.pack(padded), 5, 40), padded)
+    keys = lengths_to_mask(lens, 40)
+    mask = packing.attention_mask(keys)
+    assert int(mask.sum()) == int((lens**2).sum())  # each token sees its own row only
 
 
 @pytest.mark.parametrize("articulatory", [True, False])

@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 
+from phonclip.encoders.packing import Packing
 from phonclip.encoders.pooling import lengths_to_mask, masked_mean
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ def _build_bert(cfg: PhoneEncoderConfig, vocab_size: int, pad_id: int) -> BertMo
 
 
 class PhoneEncoder(nn.Module):
-    """Encode padded IPA token ids into contextual segment states, with a real-token mask."""
+    """Encode padded IPA token ids into contextual segment states, with a real-token mask (the rows are
+    packed for BERT, several transcriptions to a row: ``phonclip.encoders.packing``)."""
 
     def __init__(
         self,
@@ -152,8 +154,13 @@ class PhoneEncoder(nn.Module):
                 embeds = embeds * self.trained_tokens[ids].unsqueeze(-1).to(embeds.dtype)
                 mask = _keep_one(mask & self.readable_tokens()[ids], mask)
             embeds = embeds + self.feature_proj(self.feature_matrix[ids])
-        hidden = self.bert(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
-        return hidden, mask
+        packing = Packing.plan(lens, ids.shape[1])
+        hidden = self.bert(
+            inputs_embeds=packing.pack(embeds),
+            attention_mask=packing.attention_mask(mask).long(),
+            position_ids=packing.position,
+        ).last_hidden_state
+        return packing.unpack(hidden, *ids.shape), mask
 
     def pooled(self, ids: Tensor, lens: Tensor) -> Tensor:
         """One vector per transcription (masked mean over real tokens), for the contrastive loss."""
