@@ -183,6 +183,7 @@ def test_packing_fills_rows_first_fit_and_round_trips() -> None:
     keys = lengths_to_mask(lens, 40)
     mask = packing.attention_mask(keys)
     assert int(mask.sum()) == int((lens**2).sum())  # each token sees its own row only
+    assert Packing.plan(lens, 40, max_width=48).width == 48  # a short position table caps the rows
 
 
 @pytest.mark.parametrize("articulatory", [True, False])

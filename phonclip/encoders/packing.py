@@ -29,9 +29,11 @@ class Packing:
     position: Tensor  # [rows, width] its position within that row
 
     @classmethod
-    def plan(cls, lens: Tensor, length: int) -> Packing:
-        """First-fit decreasing: longest rows first, each into the first packed row with room."""
-        width = max(length, MIN_WIDTH)
+    def plan(cls, lens: Tensor, length: int, max_width: int = MIN_WIDTH) -> Packing:
+        """First-fit decreasing: longest rows first, each into the first packed row with room. Packed rows
+        are ``MIN_WIDTH`` long, or ``length`` if longer, but no longer than ``max_width`` allows (a BERT's
+        position table also bounds the row length it reads)."""
+        width = max(length, min(MIN_WIDTH, max_width))
         sizes = lens.tolist()
         free: list[int] = []
         row_of, offset_of = [0] * len(sizes), [0] * len(sizes)

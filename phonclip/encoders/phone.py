@@ -154,7 +154,7 @@ class PhoneEncoder(nn.Module):
                 embeds = embeds * self.trained_tokens[ids].unsqueeze(-1).to(embeds.dtype)
                 mask = _keep_one(mask & self.readable_tokens()[ids], mask)
             embeds = embeds + self.feature_proj(self.feature_matrix[ids])
-        packing = Packing.plan(lens, ids.shape[1])
+        packing = Packing.plan(lens, ids.shape[1], max_width=max_positions)
         hidden = self.bert(
             inputs_embeds=packing.pack(embeds),
             attention_mask=packing.attention_mask(mask).long(),
