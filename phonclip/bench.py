@@ -26,7 +26,9 @@ def cpu() -> str:
                  platform.processor() or "unknown CPU")
     flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{model}, {isa}"
+    kernels = torch.backends.cpu.get_cpu_capability()  # lower than the ISA when pinned (ATEN_CPU_CAPABILITY)
+    pinned = isa == "AVX-512" and not kernels.startswith("AVX512")
+    return f"{model}, {isa}" + (f", torch kernels pinned to {kernels}" if pinned else "")
 
 
 def machine() -> str:

@@ -58,6 +58,14 @@ class CheckpointConfig:
 
 
 @dataclass
+class AveragingConfig:
+    """An exponential moving average of the weights, updated every step, is what validation, checkpoints and
+    evaluation see (Lightning's ``EMAWeightAveraging``); 0 trains and evaluates the last weights."""
+
+    ema_decay: float = 0.0
+
+
+@dataclass
 class ExperimentConfig:
     """One experiment; ``arms`` maps an arm name to dotted overrides applied on top of the rest."""
 
@@ -68,6 +76,7 @@ class ExperimentConfig:
     resume: bool = True  # continue from last.ckpt when the run directory has one
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    averaging: AveragingConfig = field(default_factory=AveragingConfig)
     data: Any = field(default_factory=dict)
     model: Any = field(default_factory=dict)
     arms: dict[str, Any] = field(default_factory=dict)

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    Callback,
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelCheckpoint,
+)
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -44,6 +49,16 @@ class FinalCheckpoint(Callback):
         if step == trainer.max_steps and not on_interval:
             last = Path(self.checkpoint.dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
             trainer.save_checkpoint(last)
+
+
+class AveragedWeights(EMAWeightAveraging):
+    """Lightning's EMA, also in the weights a fit resumed after its last step ends with: Lightning swaps
+    the average in at ``on_train_end``, which such a fit never reaches, so the raw weights would be
+    evaluated."""
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._average_model is not None:
+            self._copy_average_to_current(pl_module)
 
 
 def resolve_precision(precision: str) -> str:
@@ -83,11 +98,14 @@ def build_trainer(cfg: DictConfig, run_dir: Path, drop_totals: DropTotals) -> L.
         every_n_train_steps=cfg.checkpoint.every_n_train_steps,
     )
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
+    decay = cfg.averaging.ema_decay
+    averaging = [AveragedWeights(decay=decay)] if decay else []
     return L.Trainer(
         **t,
         default_root_dir=str(run_dir),
         logger=logger,
         callbacks=[
+            *averaging,  # before FinalCheckpoint, so the last step's average is in last.ckpt
             checkpoint,
             FinalCheckpoint(checkpoint, cfg.checkpoint.every_n_train_steps),
             LearningRateMonitor(logging_interval="step"),

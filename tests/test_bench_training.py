@@ -1,10 +1,18 @@
-"""The training benchmark's FLOP count: exact on layers counted by hand, sane on a real CLAP-IPA step."""
+"""The training benchmark's FLOP count: exact on layers counted by hand, sane on a real CLAP-IPA step; the
+ISA benchmark's pinning reaches torch."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from phonclip.benchmarks.isa import AVX2
 from phonclip.benchmarks.training import count_train_step_flops
 from phonclip.ipa import IpaTokenizer
 from phonclip.models.clap_ipa import ClapIpa
@@ -72,3 +80,24 @@ def test_clap_ipa_step_flops_grow_linearly_with_batch_size() -> None:
     two, four = _tiny_clap_step_flops(2), _tiny_clap_step_flops(4)
     assert two > 0
     assert 1.9 < four / two < 2.1
+
+
+HOST_FLAGS = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+
+
+@pytest.mark.skipif(" avx2" not in HOST_FLAGS, reason="needs an x86 host with AVX2")
+def test_isa_benchmark_pins_torch_to_avx2_kernels_and_says_so() -> None:
+    probe = (
+        "import torch; from phonclip.bench import cpu; "
+        "print(torch.backends.cpu.get_cpu_capability()); print(cpu())"
+    )
+    pinned = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, **AVX2},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    capability, described = pinned.stdout.strip().splitlines()
+    assert capability == "AVX2", pinned.stderr
+    assert described.endswith("torch kernels pinned to AVX2") == (" avx512f" in HOST_FLAGS)

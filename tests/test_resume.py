@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 from shards import good_samples, tone, write_shards
 from torch import nn
@@ -128,6 +129,7 @@ def fit_tiny(
     sleep: float = 0.0,
     report: bool = False,
     every_n: int = 1,
+    ema_decay: float = 0.0,
 ) -> tuple[TinyModel, DropTotals]:
     """``TinyModel`` trained by the shared Trainer, checkpointing every ``every_n`` steps (resuming if asked)."""
     cfg = OmegaConf.merge(
@@ -142,6 +144,7 @@ def fit_tiny(
                 "deterministic": True,
             },
             "checkpoint": {"every_n_train_steps": every_n},
+            "averaging": {"ema_decay": ema_decay},
         },
     )
     data = {
@@ -282,3 +285,49 @@ def test_latest_checkpoint_passes_over_a_truncated_last_ckpt(tmp_path):
     assert latest_checkpoint(tmp_path) == checkpoints / "step=5.ckpt"
     (checkpoints / "step=5.ckpt").write_bytes(b"")
     assert latest_checkpoint(tmp_path) == checkpoints / "step=3.ckpt"
+
+
+class WeightLog(Callback):
+    """The weights after every optimizer step, as training (not the average) left them."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.steps.append({k: v.detach().clone() for k, v in pl_module.state_dict().items()})
+
+
+def test_ema_is_what_training_ends_with_and_checkpoints_hold(tmp_path, monkeypatch):
+    shards = write_corpus(tmp_path / "shards")
+    log = WeightLog()
+    original = build_trainer
+
+    def with_log(cfg, run_dir, drops):
+        trainer = original(cfg, run_dir, drops)
+        trainer.callbacks.insert(0, log)
+        return trainer
+
+    monkeypatch.setattr(sys.modules[__name__], "build_trainer", with_log)
+    raw, _ = fit_tiny(tmp_path / "raw", shards, 7)
+    monkeypatch.setattr(sys.modules[__name__], "build_trainer", original)
+    decay = 0.6
+    expected = log.steps[0]
+    for weights in log.steps[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * w for k, w in weights.items()}
+    averaged, _ = fit_tiny(tmp_path / "ema", shards, 7, ema_decay=decay, every_n=3)
+    for name, tensor in expected.items():
+        torch.testing.assert_close(averaged.state_dict()[name], tensor, rtol=1e-6, atol=1e-7)
+        assert not torch.allclose(raw.state_dict()[name], tensor)  # averaging changed the result
+    ckpt = torch.load(tmp_path / "ema" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert_same_weights(ckpt["state_dict"], averaged.state_dict())
+    assert_same_weights(ckpt["current_model_state"], raw.state_dict())  # training itself is unchanged
+
+
+def test_ema_survives_a_resume_and_a_rerun_of_a_finished_fit(tmp_path):
+    shards = write_corpus(tmp_path / "shards")
+    whole, _ = fit_tiny(tmp_path / "whole", shards, TOTAL_STEPS, ema_decay=0.6, every_n=4)
+    fit_tiny(tmp_path / "split", shards, 5, ema_decay=0.6, every_n=4)
+    resumed, _ = fit_tiny(tmp_path / "split", shards, TOTAL_STEPS, ema_decay=0.6, every_n=4, resume=True)
+    assert_same_weights(resumed.state_dict(), whole.state_dict())
+    rerun, _ = fit_tiny(tmp_path / "whole", shards, TOTAL_STEPS, ema_decay=0.6, every_n=4, resume=True)
+    assert_same_weights(rerun.state_dict(), whole.state_dict())

@@ -196,7 +196,7 @@ def read_batches(
     return batches, first, later
 
 
-def _matmul_flops_per_second(
+def matmul_flops_per_second(
     device: str, dtype: torch.dtype, sizes: tuple[int, ...], repeats: int = 3
 ) -> tuple[float, int]:
     """Best FLOP/s of square ``n × n`` matmuls over ``sizes``, and the size that reached it."""
@@ -269,7 +269,7 @@ def run() -> list[dict]:
     audio_s = sum(float(b["audio_lens"].sum()) for b in timed) / SAMPLE_RATE
     achieved = sum(flops) / sum(seconds)
     dtype = MATMUL_DTYPES.get(precision, torch.float32) if device == "cuda" else torch.float32
-    matmul, matmul_n = _matmul_flops_per_second(device, dtype, MATMUL_SIZES[device])
+    matmul, matmul_n = matmul_flops_per_second(device, dtype, MATMUL_SIZES[device])
 
     load = f"1-min load avg {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     setup = (
