@@ -18,22 +18,17 @@ import subprocess
 import sys
 from typing import Any
 
-import lightning as L
-
-from phonclip import config, runner
 from phonclip.bench import cpu
 from phonclip.benchmarks.training import (
+    EXPERIMENT,
     MATMUL_SIZES,
     Replay,
-    corpus_cached,
+    default_step,
     matmul_flops_per_second,
-    read_batches,
-    stand_in_batch,
     time_training,
 )
 from phonclip.trainer import resolve_precision
 
-EXPERIMENT = "clap_ipa"
 WARMUP_STEPS = 2
 TIMED_STEPS = 12
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -43,16 +38,10 @@ TIMEOUT_S = 600
 
 def step_seconds() -> list[float]:
     """Seconds of each timed step of the default experiment in this process."""
-    [(_, cfg)] = config.load(EXPERIMENT)
-    L.seed_everything(cfg.seed, verbose=False)
-    model, datamodule = runner.build(cfg)
     n_steps = WARMUP_STEPS + TIMED_STEPS
-    if corpus_cached(cfg):
-        batches, _, _ = read_batches(datamodule, n_steps)
-    else:
-        batches = [stand_in_batch(cfg, model.tokenizer)] * n_steps
-    seconds = time_training(model, Replay(batches), n_steps, cfg, resolve_precision(cfg.trainer.precision))
-    return seconds[WARMUP_STEPS:]
+    cfg, model, batches, _ = default_step(n_steps)
+    precision = resolve_precision(cfg.trainer.precision)
+    return time_training(model, Replay(batches), n_steps, cfg, precision)[WARMUP_STEPS:]
 
 
 def _in_subprocess(extra_env: dict[str, str]) -> dict[str, Any]:

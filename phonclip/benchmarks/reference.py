@@ -41,13 +41,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoderLayer
 
 from data_modules.schema import SAMPLE_RATE
 from phonclip import config, runner
-from phonclip.benchmarks.training import (
-    Replay,
-    corpus_cached,
-    read_batches,
-    stand_in_batch,
-    time_training,
-)
+from phonclip.benchmarks.training import Replay, default_step, time_training
 from phonclip.encoders.pooling import lengths_to_mask, masked_mean
 from phonclip.encoders.speech import SIZES
 from phonclip.minimal_pairs import MinimalPairSampler
@@ -169,17 +163,9 @@ def _clips_per_second(model: L.LightningModule, batches: list[dict[str, Any]], c
 
 def run() -> list[dict]:
     """Samples/s of this project's step and the reference's on the same batches; the ratio is the P5 target."""
-    [(_, cfg)] = config.load(EXPERIMENT)
-    precision = resolve_precision(cfg.trainer.precision)
-    L.seed_everything(cfg.seed, verbose=False)
-    model, datamodule = runner.build(cfg)
     n_steps = WARMUP_STEPS + TIMED_STEPS
-    if corpus_cached(cfg):
-        batches = read_batches(datamodule, n_steps)[0]
-        source = "real batches of the cached default corpus"
-    else:
-        batches = [stand_in_batch(cfg, model.tokenizer)] * n_steps
-        source = "stand-in batch of random audio (default corpus not cached)"
+    cfg, model, batches, source = default_step(n_steps)
+    precision = resolve_precision(cfg.trainer.precision)
     extractor = WhisperFeatureExtractor(feature_size=cfg.model.n_mels)
     n_negatives = [max(1, round(cfg.model.hard_negatives.rate * len(b["ipa"]))) for b in batches]
     reference_batches = [reference_batch(b, extractor, model.tokenizer, n, cfg.model.phone.max_positions, i)

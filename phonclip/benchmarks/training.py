@@ -196,6 +196,18 @@ def read_batches(
     return batches, first, later
 
 
+def default_step(n_steps: int) -> tuple[DictConfig, L.LightningModule, list[dict[str, Any]], str]:
+    """The default experiment's config, its freshly seeded model and ``n_steps`` batches to time it on:
+    the first train batches of the cached default corpus, else a stand-in batch repeated; and which."""
+    [(_, cfg)] = config.load(EXPERIMENT)
+    L.seed_everything(cfg.seed, verbose=False)
+    model, datamodule = runner.build(cfg)
+    if corpus_cached(cfg):
+        return cfg, model, read_batches(datamodule, n_steps)[0], "real batches of the cached default corpus"
+    batches = [stand_in_batch(cfg, model.tokenizer)] * n_steps
+    return cfg, model, batches, "stand-in batch of random audio (default corpus not cached)"
+
+
 def matmul_flops_per_second(
     device: str, dtype: torch.dtype, sizes: tuple[int, ...], repeats: int = 3
 ) -> tuple[float, int]:
