@@ -5,8 +5,9 @@ torch picks its CPU kernels once, at import, so each setting is timed in its own
 prefetched batches as the training benchmark (a real ``fit``, forward + backward + clipping + AdamW),
 as the host runs it and with ``ATEN_CPU_CAPABILITY=avx2``, ``MKL_ENABLE_INSTRUCTIONS=AVX2`` and
 ``ONEDNN_MAX_CPU_ISA=AVX2``, alternating over several rounds (a 2-core VM drifts by 20 % between
-runs a minute apart), each step's pinned time divided by the same batch's native time. Pinning keeps the host's clock, caches and memory, so it approximates an
-AVX2-only host from below (issue 14 measured 0.75 s/step there against 0.32 on an AVX-512 host).
+runs a minute apart), each step's pinned time divided by the same batch's native time. Pinning keeps
+the host's cores, clock and memory: it isolates the instruction set, not the slower core of an
+AVX2-only host (issue 14 measured 0.75 s/step there against 0.32 on an AVX-512 host).
 """
 
 from __future__ import annotations
