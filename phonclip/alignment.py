@@ -154,6 +154,7 @@ def monotonic_viterbi(
     blank: Tensor | None = None,
     blank_before: Tensor | None = None,
     min_pause: int = 1,
+    min_frames: int = 1,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Best monotonic path of every clip: ``(starts, ends, score)``, on the host.
 
@@ -161,8 +162,10 @@ def monotonic_viterbi(
     being silence (None: no silence, every frame belongs to a phone). ``blank_before`` [B, N + 1] bool:
     where a silence run may go (index n: before phone n; index N_b: after the last phone); default
     everywhere. A silence between two phones lasts at least ``min_pause`` frames or is absent (a pause,
-    not a frame of doubt between words); at the clip's edges any length goes. Returns frame indices ``starts``/``ends`` [B, N] (phone n covers frames
-    ``starts ≤ t < ends``; -1 past N_b) and the path's total score [B] (-inf where T_b < N_b: no path).
+    not a frame of doubt between words); at the clip's edges any length goes. Every phone lasts at least
+    ``min_frames`` frames. Returns frame indices ``starts``/``ends`` [B, N] (phone n covers frames
+    ``starts ≤ t < ends``; -1 past N_b) and the path's total score [B] (-inf where T_b < N_b × min_frames:
+    no path).
     On the CPU each clip runs as one compiled loop (``alignment_kernels``: torch's per-operation cost
     dominates this programme there); elsewhere the forward pass runs on the scores' device as below
     and the pointer chase back on the host in numpy.
@@ -175,9 +178,10 @@ def monotonic_viterbi(
             None if blank is None else _host_array(blank),
             None if blank_before is None else blank_before.cpu().numpy(),
             min_pause,
+            min_frames,
         )
         return torch.from_numpy(starts), torch.from_numpy(ends), torch.from_numpy(total).to(scores.dtype)
-    return _viterbi_torch(scores, frame_lens, phone_lens, blank, blank_before, min_pause)
+    return _viterbi_torch(scores, frame_lens, phone_lens, blank, blank_before, min_pause, min_frames)
 
 
 def _host_array(x: Tensor) -> np.ndarray:
@@ -193,6 +197,7 @@ def _viterbi_torch(
     blank: Tensor | None,
     blank_before: Tensor | None,
     min_pause: int,
+    min_frames: int = 1,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``monotonic_viterbi`` as vectorised torch operations over the batch, on the scores' device."""
     batch, frames, phones = scores.shape
@@ -217,9 +222,14 @@ def _viterbi_torch(
     best = torch.empty_like(done)
     starts_at = torch.empty(phones, batch, frames + 1, dtype=torch.long, device=device)
     ends_at = torch.empty_like(starts_at) if with_blank else None
+    shift = min(min_frames - 1, frames + 1)
     for n in range(phones):
-        torch.cummax(done - cum[n], dim=-1, out=(best, starts_at[n]))  # phone n ending at k started at [k-1]
-        torch.add(cum[n, :, 1:], best[:, :-1], out=ending[n, :, 1:])
+        torch.cummax(done - cum[n], dim=-1, out=(best, starts_at[n]))  # best start of phone n at a position ≤ k
+        begin = best
+        if shift:  # ... ≤ k + 1 - min_frames, for phone n ending at k + 1
+            begin = F.pad(best[:, : frames + 1 - shift], (shift, 0), value=NEG_INF)
+            starts_at[n] = F.pad(starts_at[n, :, : frames + 1 - shift], (shift, 0))
+        torch.add(cum[n, :, 1:], begin[:, :-1], out=ending[n, :, 1:])
         if with_blank:
             after, after_arg = torch.cummax(ending[n] - cum_blank, dim=-1)
             after, after_arg = _pauses_at_least(after, after_arg, ending[n], cum_blank, min_pause, n + 1 < phone_lens)

@@ -22,7 +22,7 @@ MASKED = -1e30  # stands in for −inf where a sum or ATen's CTC gradient would 
 
 
 @numba.njit(cache=True, nogil=True)
-def _viterbi_clip(scores, blank, allowed, with_blank, min_pause, frames, phones, starts, ends):
+def _viterbi_clip(scores, blank, allowed, with_blank, min_pause, min_frames, frames, phones, starts, ends):
     """One clip of ``monotonic_viterbi`` (same recursion, same tie-breaking: the last maximum wins).
     Writes ``starts``/``ends`` [N] and returns the path's score."""
     cum_blank = np.zeros(frames + 1)
@@ -40,19 +40,24 @@ def _viterbi_clip(scores, blank, allowed, with_blank, min_pause, frames, phones,
     ending = np.empty(frames + 1)
     after = np.empty(frames + 1)
     after_arg = np.empty(frames + 1, dtype=np.int32)
+    begin = np.empty(frames + 1)
+    begin_arg = np.empty(frames + 1, dtype=np.int32)
     shift = min(min_pause, frames + 1)
     for n in range(phones):
         for k in range(frames):  # phone n's score summed over frames < k + 1
             cum[k + 1] = cum[k] + scores[k, n]
         best, arg = NEG_INF, 0
-        ending[0] = NEG_INF
-        for k in range(frames + 1):  # phone n ending at k + 1 started at the best position ≤ k
+        for k in range(frames + 1):  # the best start of phone n at a position ≤ k
             value = done[k] - cum[k]
             if value >= best:
                 best, arg = value, k
-            starts_at[n, k] = arg
+            begin[k], begin_arg[k] = best, arg
+        ending[0] = NEG_INF
+        for k in range(frames + 1):  # phone n ending at k + 1 started at the best position ≤ k + 1 - min_frames
+            latest = k + 1 - min_frames
+            starts_at[n, k] = begin_arg[latest] if latest >= 0 else 0
             if k < frames:
-                ending[k + 1] = cum[k + 1] + best
+                ending[k + 1] = cum[k + 1] + begin[latest] if latest >= 0 else NEG_INF
         if not (with_blank and allowed[n + 1]):
             done[:] = ending
             continue
@@ -90,6 +95,7 @@ def viterbi(
     blank: np.ndarray | None,
     blank_before: np.ndarray | None,
     min_pause: int,
+    min_frames: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``monotonic_viterbi`` on the host: ``(starts, ends, score)`` from float64 arrays, clips in parallel."""
     batch, frames, phones = scores.shape
@@ -101,7 +107,7 @@ def viterbi(
     total = np.empty(batch)
 
     for b in range(batch):
-        total[b] = _viterbi_clip(scores[b], blank[b], allowed[b], with_blank, min_pause,
+        total[b] = _viterbi_clip(scores[b], blank[b], allowed[b], with_blank, min_pause, min_frames,
                                  int(frame_lens[b]), int(phone_lens[b]), starts[b], ends[b])
     return starts, ends, total
 

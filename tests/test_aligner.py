@@ -98,7 +98,8 @@ def test_align_gives_ordered_phone_and_word_intervals(aligner_runs: tuple[Path, 
     assert len(alignment.words) == 3
     times = [t for _, s, e in alignment.phones for t in (s, e)]
     assert times == sorted(times) and 0 <= times[0] and times[-1] <= duration + 1e-6
-    assert all(e - s >= model.frame_seconds - 1e-9 for _, s, e in alignment.phones)  # every phone gets a frame
+    shortest = model.min_phone_frames * model.frame_seconds
+    assert all(e - s >= shortest - 1e-9 for _, s, e in alignment.phones)  # every phone gets its frames
     word_of = AlignmentTargets.from_ipa(model.tokenizer, ipa).word_of
     for k, (_, start, end) in enumerate(alignment.words):
         members = [alignment.phones[i] for i, w in enumerate(word_of) if w == k]

@@ -26,7 +26,7 @@ from phonclip.ipa import IpaTokenizer
 from phonclip.losses import ForwardSumLoss
 
 
-def _brute_force(scores, blank, allowed, min_pause=1):
+def _brute_force(scores, blank, allowed, min_pause=1, min_frames=1):
     """Best score over every frame labelling that is a valid monotonic alignment (tiny sizes only)."""
     frames, phones = scores.shape
     best = -math.inf
@@ -42,7 +42,7 @@ def _brute_force(scores, blank, allowed, min_pause=1):
                 ok = False
             if not ok:
                 break
-        if ok and last == phones - 1:
+        if ok and last == phones - 1 and all(labels.count(n) >= min_frames for n in range(phones)):
             best = max(best, total)
     return best
 
@@ -51,18 +51,19 @@ VITERBIS = {"compiled": monotonic_viterbi, "torch": _viterbi_torch}  # the CPU k
 
 
 @pytest.mark.parametrize("impl", VITERBIS)
-@pytest.mark.parametrize(("with_blank", "min_pause"), [(False, 1), (True, 1), (True, 2), (True, 3)])
-def test_viterbi_finds_the_best_monotonic_path(impl: str, with_blank: bool, min_pause: int) -> None:
+@pytest.mark.parametrize(("with_blank", "min_pause", "min_frames"),
+                         [(False, 1, 1), (True, 1, 1), (True, 2, 1), (True, 3, 1), (False, 1, 2), (True, 2, 3)])
+def test_viterbi_finds_the_best_monotonic_path(impl: str, with_blank: bool, min_pause: int, min_frames: int) -> None:
     g = torch.Generator().manual_seed(1)
     for _ in range(60):
         frames, phones = int(torch.randint(1, 7, (1,), generator=g)), int(torch.randint(1, 4, (1,), generator=g))
         scores = torch.randn(frames, phones, generator=g, dtype=torch.float64)
         blank = torch.randn(frames, generator=g, dtype=torch.float64) if with_blank else None
         allowed = torch.randint(0, 2, (phones + 1,), generator=g).bool()
-        expected = _brute_force(scores, blank, allowed.tolist(), min_pause)
+        expected = _brute_force(scores, blank, allowed.tolist(), min_pause, min_frames)
         starts, ends, total = VITERBIS[impl](
             scores[None], torch.tensor([frames]), torch.tensor([phones]),
-            None if blank is None else blank[None], None if blank is None else allowed[None], min_pause,
+            None if blank is None else blank[None], None if blank is None else allowed[None], min_pause, min_frames,
         )
         assert float(total[0]) == pytest.approx(expected, abs=1e-9)
         if math.isfinite(expected):
@@ -71,35 +72,35 @@ def test_viterbi_finds_the_best_monotonic_path(impl: str, with_blank: bool, min_
                 covered = {t for s, e in zip(starts[0].tolist(), ends[0].tolist()) for t in range(s, e)}
                 path += sum(float(blank[t]) for t in range(frames) if t not in covered)
             assert path == pytest.approx(expected, abs=1e-9)
-            assert (ends[0] > starts[0]).all() and (starts[0][1:] >= ends[0][:-1]).all()
+            assert (ends[0] - starts[0] >= min_frames).all() and (starts[0][1:] >= ends[0][:-1]).all()
             gaps = (starts[0][1:] - ends[0][:-1]).tolist()
             assert all(gap == 0 or gap >= min_pause for gap in gaps)
 
 
 @pytest.mark.parametrize("impl", VITERBIS)
-@pytest.mark.parametrize("min_pause", [1, 4])
-def test_viterbi_batched_equals_one_clip_at_a_time(impl: str, min_pause: int) -> None:
+@pytest.mark.parametrize(("min_pause", "min_frames"), [(1, 1), (4, 1), (4, 2)])
+def test_viterbi_batched_equals_one_clip_at_a_time(impl: str, min_pause: int, min_frames: int) -> None:
     scores, frames, phones = realistic_batch(seed=3, batch=6)
     blank = torch.randn(scores.shape[:2])
     allowed = torch.rand(6, scores.shape[2] + 1) > 0.5
-    starts, ends, total = VITERBIS[impl](scores, frames, phones, blank, allowed, min_pause)
+    starts, ends, total = VITERBIS[impl](scores, frames, phones, blank, allowed, min_pause, min_frames)
     for b in range(6):
         t, n = int(frames[b]), int(phones[b])
         s1, e1, tot1 = VITERBIS[impl](scores[b : b + 1, :t, :n], frames[b : b + 1], phones[b : b + 1],
-                                         blank[b : b + 1, :t], allowed[b : b + 1, : n + 1], min_pause)
+                                         blank[b : b + 1, :t], allowed[b : b + 1, : n + 1], min_pause, min_frames)
         assert torch.equal(starts[b, :n], s1[0]) and torch.equal(ends[b, :n], e1[0])
         assert float(total[b]) == pytest.approx(float(tot1[0]), rel=1e-6)
         assert (starts[b, n:] == -1).all()
 
 
-@pytest.mark.parametrize("min_pause", [1, 3])
-def test_compiled_viterbi_decodes_as_the_torch_one(min_pause: int) -> None:
+@pytest.mark.parametrize(("min_pause", "min_frames"), [(1, 1), (3, 1), (3, 2)])
+def test_compiled_viterbi_decodes_as_the_torch_one(min_pause: int, min_frames: int) -> None:
     for seed in range(4):
         scores, frames, phones = realistic_batch(seed=seed, batch=12)
         frames[0] = phones[0] - 1  # no path
         blank = torch.randn(scores.shape[:2])
         allowed = torch.rand(12, scores.shape[2] + 1) > 0.3
-        for args in [(None, None, 1), (blank, allowed, min_pause), (blank, None, min_pause)]:
+        for args in [(None, None, 1, min_frames), (blank, allowed, min_pause, min_frames), (blank, None, min_pause, 1)]:
             compiled, torch_path = monotonic_viterbi(scores, frames, phones, *args), _viterbi_torch(scores, frames, phones, *args)
             assert torch.equal(compiled[0][1:], torch_path[0][1:]) and torch.equal(compiled[1][1:], torch_path[1][1:])
             assert torch.allclose(compiled[2], torch_path[2]) and compiled[2][0] == -math.inf
@@ -118,6 +119,8 @@ def test_viterbi_matches_librosa_dtw_as_the_reference_decodes() -> None:
 
 def test_viterbi_reports_clips_too_short_for_their_phones() -> None:
     _, _, total = monotonic_viterbi(torch.zeros(2, 5, 4), torch.tensor([3, 5]), torch.tensor([4, 4]))
+    assert total[0] == -math.inf and math.isfinite(float(total[1]))
+    _, _, total = monotonic_viterbi(torch.zeros(2, 6, 3), torch.tensor([5, 6]), torch.tensor([3, 3]), min_frames=2)
     assert total[0] == -math.inf and math.isfinite(float(total[1]))
 
 

@@ -67,6 +67,7 @@ class AlignerConfig:
     gold_weight: float = 0.0
     decoder: str = "viterbi"  # "viterbi", or "uniform": the baseline, durations ∝ phone count
     min_pause_s: float = 0.0  # a silence the decoder puts between words lasts this long at least, or is absent
+    min_phone_s: float = 0.0  # every phone the decoder places lasts this long at least (one frame at 0)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, warmup_steps=100))
     eval: AlignEvalConfig = field(default_factory=AlignEvalConfig)
 
@@ -132,6 +133,11 @@ class Aligner(PhonclipModel):
     def frame_seconds(self) -> float:
         """Seconds per output frame: the mel hop times the conv stem's stride."""
         return self.cfg.clap.hop_length * self.cfg.frame_stride / 16_000
+
+    @property
+    def min_phone_frames(self) -> int:
+        """Frames every decoded phone lasts at least."""
+        return max(1, round(self.cfg.min_phone_s / self.frame_seconds))
 
     # ---- frame × phone scores ---------------------------------------------------------------
     def frames(self, audio: Tensor, audio_lens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -225,7 +231,7 @@ class Aligner(PhonclipModel):
             row[: len(t.labels) + 1] = torch.tensor(t.blank_before)
         starts, ends, total = monotonic_viterbi(
             log_probs[..., 1:], out["frame_lens"], out["phone_lens"], log_probs[..., 0], blank_before.to(self.device),
-            min_pause=max(1, round(self.cfg.min_pause_s / self.frame_seconds)),
+            min_pause=max(1, round(self.cfg.min_pause_s / self.frame_seconds)), min_frames=self.min_phone_frames,
         )
         starts, ends, total = starts.cpu(), ends.cpu(), total.cpu()
         alignments: list[Alignment | None] = []
@@ -264,8 +270,9 @@ class Aligner(PhonclipModel):
                  "phone_ids": ids, "phone_lens": lens, "ipa": [ipa]}
         alignment = self.decode(batch)[0]
         if alignment is None:
+            shortest = self.min_phone_frames * self.frame_seconds * 1000
             raise ValueError(f"the recording ({len(audio) / 16_000:.2f} s) is too short for its {len(targets.labels)} "
-                             f"phones at {self.frame_seconds * 1000:.0f} ms per frame")
+                             f"phones of {shortest:.0f} ms at least")
         return alignment
 
     # ---- evaluation -------------------------------------------------------------------------
