@@ -47,13 +47,12 @@ def _viterbi_clip(scores, blank, allowed, with_blank, min_pause, min_frames, fra
         for k in range(frames):  # phone n's score summed over frames < k + 1
             cum[k + 1] = cum[k] + scores[k, n]
         best, arg = NEG_INF, 0
-        for k in range(frames + 1):  # the best start of phone n at a position ≤ k
+        ending[0] = NEG_INF
+        for k in range(frames + 1):  # phone n ending at k + 1 started at the best position ≤ k + 1 - min_frames
             value = done[k] - cum[k]
             if value >= best:
                 best, arg = value, k
-            begin[k], begin_arg[k] = best, arg
-        ending[0] = NEG_INF
-        for k in range(frames + 1):  # phone n ending at k + 1 started at the best position ≤ k + 1 - min_frames
+            begin[k], begin_arg[k] = best, arg  # the best start at a position ≤ k
             latest = k + 1 - min_frames
             starts_at[n, k] = begin_arg[latest] if latest >= 0 else 0
             if k < frames:
