@@ -155,6 +155,7 @@ def monotonic_viterbi(
     blank_before: Tensor | None = None,
     min_pause: int = 1,
     min_frames: int = 1,
+    durations: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Best monotonic path of every clip: ``(starts, ends, score)``, on the host.
 
@@ -163,7 +164,8 @@ def monotonic_viterbi(
     where a silence run may go (index n: before phone n; index N_b: after the last phone); default
     everywhere. A silence between two phones lasts at least ``min_pause`` frames or is absent (a pause,
     not a frame of doubt between words); at the clip's edges any length goes. Every phone lasts at least
-    ``min_frames`` frames. Returns frame indices ``starts``/``ends`` [B, N] (phone n covers frames
+    ``min_frames`` frames. ``durations``: the (mean, std) [B, N] of each phone's log duration in frames, a
+    log-normal prior: phone n lasting d frames adds −½((ln d − mean) / std)² to the path's score. Returns frame indices ``starts``/``ends`` [B, N] (phone n covers frames
     ``starts ≤ t < ends``; -1 past N_b) and the path's total score [B] (-inf where T_b < N_b × min_frames:
     no path).
     On the CPU each clip runs as one compiled loop (``alignment_kernels``: torch's per-operation cost
@@ -179,9 +181,10 @@ def monotonic_viterbi(
             None if blank_before is None else blank_before.cpu().numpy(),
             min_pause,
             min_frames,
+            None if durations is None else tuple(_host_array(x).astype(np.float64) for x in durations),
         )
         return torch.from_numpy(starts), torch.from_numpy(ends), torch.from_numpy(total).to(scores.dtype)
-    return _viterbi_torch(scores, frame_lens, phone_lens, blank, blank_before, min_pause, min_frames)
+    return _viterbi_torch(scores, frame_lens, phone_lens, blank, blank_before, min_pause, min_frames, durations)
 
 
 def _host_array(x: Tensor) -> np.ndarray:
@@ -198,6 +201,7 @@ def _viterbi_torch(
     blank_before: Tensor | None,
     min_pause: int,
     min_frames: int = 1,
+    durations: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``monotonic_viterbi`` as vectorised torch operations over the batch, on the scores' device."""
     batch, frames, phones = scores.shape
@@ -223,13 +227,26 @@ def _viterbi_torch(
     starts_at = torch.empty(phones, batch, frames + 1, dtype=torch.long, device=device)
     ends_at = torch.empty_like(starts_at) if with_blank else None
     shift = min(min_frames - 1, frames + 1)
+    if durations is not None:  # prior[b, n, end, start]: phone n over frames start … end - 1
+        lasting = torch.arange(frames + 1, device=device)
+        lasting = lasting[:, None] - lasting[None, :]
+        log_frames = lasting.clamp(min=1).double().log()
+        mean, std = (x.double()[..., None, None] for x in durations)
+        too_short = lasting < min_frames
     for n in range(phones):
-        torch.cummax(done - cum[n], dim=-1, out=(best, starts_at[n]))  # best start of phone n at a position ≤ k
-        begin = best
-        if shift:  # ... ≤ k + 1 - min_frames, for phone n ending at k + 1
-            begin = F.pad(best[:, : frames + 1 - shift], (shift, 0), value=NEG_INF)
-            starts_at[n] = F.pad(starts_at[n, :, : frames + 1 - shift], (shift, 0))
-        torch.add(cum[n, :, 1:], begin[:, :-1], out=ending[n, :, 1:])
+        if durations is not None:  # every start for every end: the prior depends on both
+            prior = (-0.5 * ((log_frames - mean[:, n]) / std[:, n]) ** 2).masked_fill(too_short, NEG_INF)
+            begin, arg = _last_max(prior + (done - cum[n])[:, None, :])
+            ending[n, :, 1:] = cum[n, :, 1:] + begin[:, 1:]
+            starts_at[n, :, :-1] = arg[:, 1:]
+            starts_at[n, :, -1] = 0
+        else:
+            torch.cummax(done - cum[n], dim=-1, out=(best, starts_at[n]))  # best start of phone n at a position ≤ k
+            begin = best
+            if shift:  # ... ≤ k + 1 - min_frames, for phone n ending at k + 1
+                begin = F.pad(best[:, : frames + 1 - shift], (shift, 0), value=NEG_INF)
+                starts_at[n] = F.pad(starts_at[n, :, : frames + 1 - shift], (shift, 0))
+            torch.add(cum[n, :, 1:], begin[:, :-1], out=ending[n, :, 1:])
         if with_blank:
             after, after_arg = torch.cummax(ending[n] - cum_blank, dim=-1)
             after, after_arg = _pauses_at_least(after, after_arg, ending[n], cum_blank, min_pause, n + 1 < phone_lens)
@@ -246,6 +263,13 @@ def _viterbi_torch(
         phone_lens.cpu().numpy(),
     )
     return torch.from_numpy(starts), torch.from_numpy(ends), total.to(scores.dtype)
+
+
+def _last_max(values: Tensor) -> tuple[Tensor, Tensor]:
+    """Maximum over the last axis and the last index reaching it (the compiled kernel's tie-breaking)."""
+    last = values.shape[-1] - 1
+    best, arg = values.flip(-1).max(dim=-1)
+    return best, last - arg
 
 
 def _pauses_at_least(

@@ -22,9 +22,12 @@ MASKED = -1e30  # stands in for −inf where a sum or ATen's CTC gradient would 
 
 
 @numba.njit(cache=True, nogil=True)
-def _viterbi_clip(scores, blank, allowed, with_blank, min_pause, min_frames, frames, phones, starts, ends):
+def _viterbi_clip(scores, blank, allowed, with_blank, min_pause, min_frames, frames, phones, starts, ends,
+                  with_prior, prior_mean, prior_std):
     """One clip of ``monotonic_viterbi`` (same recursion, same tie-breaking: the last maximum wins).
-    Writes ``starts``/``ends`` [N] and returns the path's score."""
+    Writes ``starts``/``ends`` [N] and returns the path's score. With ``with_prior``, phone n lasting d
+    frames also scores −½((ln d − ``prior_mean``[n]) / ``prior_std``[n])²: each end then searches every
+    start (O(T²) per phone instead of a running maximum)."""
     cum_blank = np.zeros(frames + 1)
     for k in range(frames):
         cum_blank[k + 1] = cum_blank[k] + blank[k]
@@ -43,20 +46,32 @@ def _viterbi_clip(scores, blank, allowed, with_blank, min_pause, min_frames, fra
     begin = np.empty(frames + 1)
     begin_arg = np.empty(frames + 1, dtype=np.int32)
     shift = min(min_pause, frames + 1)
+    log_frames = np.log(np.maximum(np.arange(frames + 1), 1.0))
     for n in range(phones):
         for k in range(frames):  # phone n's score summed over frames < k + 1
             cum[k + 1] = cum[k] + scores[k, n]
-        best, arg = NEG_INF, 0
         ending[0] = NEG_INF
-        for k in range(frames + 1):  # phone n ending at k + 1 started at the best position ≤ k + 1 - min_frames
-            value = done[k] - cum[k]
-            if value >= best:
-                best, arg = value, k
-            begin[k], begin_arg[k] = best, arg  # the best start at a position ≤ k
-            latest = k + 1 - min_frames
-            starts_at[n, k] = begin_arg[latest] if latest >= 0 else 0
-            if k < frames:
-                ending[k + 1] = cum[k + 1] + begin[latest] if latest >= 0 else NEG_INF
+        if with_prior:
+            for end in range(1, frames + 1):  # phone n over frames start … end - 1, start ≤ end - min_frames
+                best, arg = NEG_INF, 0
+                for start in range(end - min_frames + 1):
+                    z = (log_frames[end - start] - prior_mean[n]) / prior_std[n]
+                    value = done[start] - cum[start] - 0.5 * z * z
+                    if value >= best:
+                        best, arg = value, start
+                ending[end] = cum[end] + best
+                starts_at[n, end - 1] = arg
+        else:
+            best, arg = NEG_INF, 0
+            for k in range(frames + 1):  # phone n ending at k + 1 started at the best position ≤ k + 1 - min_frames
+                value = done[k] - cum[k]
+                if value >= best:
+                    best, arg = value, k
+                begin[k], begin_arg[k] = best, arg  # the best start at a position ≤ k
+                latest = k + 1 - min_frames
+                starts_at[n, k] = begin_arg[latest] if latest >= 0 else 0
+                if k < frames:
+                    ending[k + 1] = cum[k + 1] + begin[latest] if latest >= 0 else NEG_INF
         if not (with_blank and allowed[n + 1]):
             done[:] = ending
             continue
@@ -95,8 +110,9 @@ def viterbi(
     blank_before: np.ndarray | None,
     min_pause: int,
     min_frames: int = 1,
+    prior: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``monotonic_viterbi`` on the host: ``(starts, ends, score)`` from float64 arrays, clips in parallel."""
+    """``monotonic_viterbi`` on the host: ``(starts, ends, score)`` from float64 arrays, clip after clip."""
     batch, frames, phones = scores.shape
     with_blank = blank is not None
     blank = np.zeros((batch, frames)) if blank is None else blank
@@ -104,10 +120,12 @@ def viterbi(
     starts = np.full((batch, phones), -1, dtype=np.int64)
     ends = starts.copy()
     total = np.empty(batch)
+    with_prior = prior is not None
+    mean, std = prior if with_prior else (np.zeros((batch, phones)), np.ones((batch, phones)))
 
     for b in range(batch):
         total[b] = _viterbi_clip(scores[b], blank[b], allowed[b], with_blank, min_pause, min_frames,
-                                 int(frame_lens[b]), int(phone_lens[b]), starts[b], ends[b])
+                                 int(frame_lens[b]), int(phone_lens[b]), starts[b], ends[b], with_prior, mean[b], std[b])
     return starts, ends, total
 
 

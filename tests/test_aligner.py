@@ -245,14 +245,45 @@ def test_gold_term_fits_the_frames_to_the_training_timings(tiny_run: TinyRun, tm
     model.train()
     losses = []
     for _ in range(8):
-        loss = model.gold_frame_loss(model.scores(batch), batch["meta"])
+        out = model.scores(batch)
+        loss = model.gold_frame_loss(out, model.gold_labels(out, batch["meta"]))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         losses.append(float(loss))
     assert losses[-1] < 0.8 * losses[0], losses
     untimed = [{k: v for k, v in meta.items() if k != "phones"} for meta in batch["meta"]]
-    assert float(model.gold_frame_loss(model.scores(batch), untimed)) == 0.0  # clips without timings add nothing
+    out = model.scores(batch)
+    assert float(model.gold_frame_loss(out, model.gold_labels(out, untimed))) == 0.0  # clips without timings add nothing
+
+
+def test_duration_head_learns_the_training_timings_without_moving_the_encoders(tiny_run: TinyRun,
+                                                                              tmp_path: Path) -> None:
+    overrides = [
+        f"run_root={tmp_path}", f"model.init_from={tiny_run.path}", "model.duration_prior=1.0",
+        "data.num_workers=0", "data.max_batch_seconds=8", *corpus_overrides("data.corpus", RUN_CORPUS),
+    ]
+    model, datamodule = runner.build(dict(config.load("aligner", overrides))["finetuned"])
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    optimiser = torch.optim.Adam(model.duration.parameters(), lr=3e-3)
+    model.eval()  # the same phone states every step: only the head moves
+    losses = []
+    for _ in range(40):
+        out = model.scores(batch)
+        loss = model.duration_loss(out, model.gold_labels(out, batch["meta"]))
+        model.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert all(p.grad is None or not p.grad.any() for p in model.clap.parameters())  # detached states
+    labels = model.gold_labels(out, batch["meta"])
+    gold = torch.bincount(labels[0][labels[0] > 0] - 1).float().log()  # the first clip's log frame counts
+    mean = out["duration"][0][0, : len(gold)].detach()
+    assert abs(float(mean.mean() - gold.mean())) < 0.3  # from 0 at init to the clips' durations
+    untimed = [{k: v for k, v in meta.items() if k != "phones"} for meta in batch["meta"]]
+    assert float(model.duration_loss(out, model.gold_labels(out, untimed))) == 0.0
 
 
 def test_a_test_set_without_gold_timings_is_left_out(aligner_runs: tuple[Path, dict], tmp_path: Path) -> None:

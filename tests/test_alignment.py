@@ -26,8 +26,9 @@ from phonclip.ipa import IpaTokenizer
 from phonclip.losses import ForwardSumLoss
 
 
-def _brute_force(scores, blank, allowed, min_pause=1, min_frames=1):
-    """Best score over every frame labelling that is a valid monotonic alignment (tiny sizes only)."""
+def _brute_force(scores, blank, allowed, min_pause=1, min_frames=1, durations=None):
+    """Best score over every frame labelling that is a valid monotonic alignment (tiny sizes only), with
+    ``durations`` = (mean, std) of each phone's log frame count as a log-normal prior."""
     frames, phones = scores.shape
     best = -math.inf
     for labels in itertools.product(range(-1 if blank is not None else 0, phones), repeat=frames):
@@ -43,6 +44,10 @@ def _brute_force(scores, blank, allowed, min_pause=1, min_frames=1):
             if not ok:
                 break
         if ok and last == phones - 1 and all(labels.count(n) >= min_frames for n in range(phones)):
+            if durations is not None:
+                mean, std = durations
+                total -= sum(0.5 * ((math.log(labels.count(n)) - float(mean[n])) / float(std[n])) ** 2
+                             for n in range(phones))
             best = max(best, total)
     return best
 
@@ -78,6 +83,43 @@ def test_viterbi_finds_the_best_monotonic_path(impl: str, with_blank: bool, min_
 
 
 @pytest.mark.parametrize("impl", VITERBIS)
+@pytest.mark.parametrize(("with_blank", "min_pause", "min_frames"), [(False, 1, 1), (True, 2, 1), (True, 1, 2)])
+def test_viterbi_with_a_duration_prior_finds_the_best_path(impl: str, with_blank: bool, min_pause: int,
+                                                            min_frames: int) -> None:
+    g = torch.Generator().manual_seed(2)
+    for _ in range(60):
+        frames, phones = int(torch.randint(1, 7, (1,), generator=g)), int(torch.randint(1, 4, (1,), generator=g))
+        scores = torch.randn(frames, phones, generator=g, dtype=torch.float64)
+        blank = torch.randn(frames, generator=g, dtype=torch.float64) if with_blank else None
+        allowed = torch.randint(0, 2, (phones + 1,), generator=g).bool()
+        mean = torch.rand(phones, generator=g, dtype=torch.float64) * 1.5
+        std = 0.2 + torch.rand(phones, generator=g, dtype=torch.float64)
+        expected = _brute_force(scores, blank, allowed.tolist(), min_pause, min_frames, (mean, std))
+        starts, ends, total = VITERBIS[impl](
+            scores[None], torch.tensor([frames]), torch.tensor([phones]), None if blank is None else blank[None],
+            None if blank is None else allowed[None], min_pause, min_frames, (mean[None], std[None]),
+        )
+        assert float(total[0]) == pytest.approx(expected, abs=1e-9)
+        if math.isfinite(expected):
+            lasting = (ends[0] - starts[0]).double()
+            prior = float((0.5 * ((lasting.log() - mean) / std) ** 2).sum())
+            path = sum(float(scores[s:e, n].sum()) for n, (s, e) in enumerate(zip(starts[0], ends[0])))
+            if blank is not None:
+                covered = {t for s, e in zip(starts[0].tolist(), ends[0].tolist()) for t in range(s, e)}
+                path += sum(float(blank[t]) for t in range(frames) if t not in covered)
+            assert path - prior == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_duration_prior_moves_a_boundary_the_scores_leave_open() -> None:
+    scores = torch.zeros(1, 10, 2)  # two look-alike phones: every split scores the same
+    frames, phones = torch.tensor([10]), torch.tensor([2])
+    for first in (2.0, 7.0):
+        mean = torch.tensor([[math.log(first), math.log(10 - first)]])
+        starts, ends, _ = monotonic_viterbi(scores, frames, phones, durations=(mean, torch.full((1, 2), 0.3)))
+        assert ends[0].tolist() == [int(first), 10] and starts[0].tolist() == [0, int(first)]
+
+
+@pytest.mark.parametrize("impl", VITERBIS)
 @pytest.mark.parametrize(("min_pause", "min_frames"), [(1, 1), (4, 1), (4, 2)])
 def test_viterbi_batched_equals_one_clip_at_a_time(impl: str, min_pause: int, min_frames: int) -> None:
     scores, frames, phones = realistic_batch(seed=3, batch=6)
@@ -100,7 +142,9 @@ def test_compiled_viterbi_decodes_as_the_torch_one(min_pause: int, min_frames: i
         frames[0] = phones[0] - 1  # no path
         blank = torch.randn(scores.shape[:2])
         allowed = torch.rand(12, scores.shape[2] + 1) > 0.3
-        for args in [(None, None, 1, min_frames), (blank, allowed, min_pause, min_frames), (blank, None, min_pause, 1)]:
+        durations = (torch.randn(12, scores.shape[2]) + 2.0, 0.3 + torch.rand(12, scores.shape[2]))
+        for args in [(None, None, 1, min_frames), (blank, allowed, min_pause, min_frames), (blank, None, min_pause, 1),
+                     (blank, allowed, min_pause, min_frames, durations)]:
             compiled, torch_path = monotonic_viterbi(scores, frames, phones, *args), _viterbi_torch(scores, frames, phones, *args)
             assert torch.equal(compiled[0][1:], torch_path[0][1:]) and torch.equal(compiled[1][1:], torch_path[1][1:])
             assert torch.allclose(compiled[2], torch_path[2]) and compiled[2][0] == -math.inf

@@ -68,6 +68,9 @@ class AlignerConfig:
     decoder: str = "viterbi"  # "viterbi", or "uniform": the baseline, durations ∝ phone count
     min_pause_s: float = 0.0  # a silence the decoder puts between words lasts this long at least, or is absent
     min_phone_s: float = 0.0  # every phone the decoder places lasts this long at least (one frame at 0)
+    # > 0: a duration head on the phone encoder's states learns each phone's log-normal duration from the
+    # training clips' gold timings, and the Viterbi adds this weight × its log-density per phone.
+    duration_prior: float = 0.0
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, warmup_steps=100))
     eval: AlignEvalConfig = field(default_factory=AlignEvalConfig)
 
@@ -128,6 +131,11 @@ class Aligner(PhonclipModel):
         self.silence = nn.Parameter(torch.zeros(cfg.clap.embed_dim))
         self.silence_bias = nn.Parameter(torch.tensor(float(cfg.blank_logit)))
         self.forward_sum = ForwardSumLoss()
+        # Mean and log-std of a phone's log duration in frames, read from detached states: it learns from
+        # the alignment space without moving it.
+        hidden = self.clap.phone_encoder.hidden_size
+        self.duration = (nn.Sequential(nn.Linear(hidden, 128), nn.GELU(), nn.Linear(128, 2))
+                         if cfg.duration_prior > 0 else None)
 
     @property
     def frame_seconds(self) -> float:
@@ -149,26 +157,31 @@ class Aligner(PhonclipModel):
         hidden, mask = clap.speech_encoder(feats, frame_lens)
         return hidden, mask, F.normalize(clap.speech_proj(hidden), dim=-1)
 
-    def phones(self, ids: Tensor, lens: Tensor, targets: list[AlignmentTargets]) -> tuple[Tensor, Tensor]:
-        """L2-normalised embeddings [B, N, D] of each transcription's phones (word breaks and stress
-        marks inform the context but are not aligned), and phone counts [B]."""
+    def phones(self, ids: Tensor, lens: Tensor, targets: list[AlignmentTargets]) -> tuple[Tensor, Tensor, Tensor]:
+        """Encoder states [B, N, H] and L2-normalised embeddings [B, N, D] of each transcription's phones
+        (word breaks and stress marks inform the context but are not aligned), and phone counts [B]."""
         hidden, _ = self.clap.phone_encoder(ids, lens)
-        states = F.normalize(self.clap.phone_proj(hidden), dim=-1)
         phone_lens = torch.tensor([len(t.positions) for t in targets], device=ids.device)
         index = torch.zeros(len(targets), int(phone_lens.max()), dtype=torch.long, device=ids.device)
         for row, t in zip(index, targets):
             row[: len(t.positions)] = torch.tensor(t.positions, device=ids.device)
-        return states.gather(1, index[..., None].expand(-1, -1, states.shape[-1])), phone_lens
+        hidden = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
+        return hidden, F.normalize(self.clap.phone_proj(hidden), dim=-1), phone_lens
 
     def scores(self, batch: dict) -> dict[str, Any]:
-        """Alignment logits [B, T, N], silence logits [B, T], their lengths, and the targets."""
+        """Alignment logits [B, T, N], silence logits [B, T], their lengths, the targets, and with a
+        duration head each phone's predicted log-duration mean and std in frames [B, N]."""
         targets = [AlignmentTargets.from_ipa(self.tokenizer, ipa) for ipa in batch["ipa"]]
         hidden, mask, frames = self.frames(batch["audio"], batch["audio_lens"])
-        phones, phone_lens = self.phones(batch["phone_ids"], batch["phone_lens"], targets)
+        phone_states, phones, phone_lens = self.phones(batch["phone_ids"], batch["phone_lens"], targets)
         logits = torch.einsum("btd,bnd->btn", frames, phones) / self.cfg.temperature
         blank = frames @ self.silence / self.cfg.temperature + self.silence_bias
-        return {"logits": logits, "blank": blank, "hidden": hidden, "mask": mask,
-                "frame_lens": mask.sum(dim=1), "phone_lens": phone_lens, "targets": targets}
+        out = {"logits": logits, "blank": blank, "hidden": hidden, "mask": mask,
+               "frame_lens": mask.sum(dim=1), "phone_lens": phone_lens, "targets": targets}
+        if self.duration is not None:
+            mean, log_std = self.duration(phone_states.detach()).unbind(-1)
+            out["duration"] = (mean, log_std.exp())
+        return out
 
     # ---- training ---------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -177,9 +190,13 @@ class Aligner(PhonclipModel):
         loss = self.cfg.forward_sum_weight * self.forward_sum(out["logits"], out["frame_lens"], out["phone_lens"],
                                                               out["blank"])
         logs = {"train/forward_sum": loss}
+        labels = self.gold_labels(out, batch["meta"]) if self.cfg.gold_weight > 0 or self.duration is not None else None
         if self.cfg.gold_weight > 0:
-            logs["train/gold_frames"] = self.gold_frame_loss(out, batch["meta"])
+            logs["train/gold_frames"] = self.gold_frame_loss(out, labels)
             loss = loss + self.cfg.gold_weight * logs["train/gold_frames"]
+        if self.duration is not None:
+            logs["train/duration"] = self.duration_loss(out, labels)
+            loss = loss + logs["train/duration"]
         if self.cfg.siglip_weight > 0:
             speech = F.normalize(self.clap.speech_proj(masked_mean(out["hidden"], out["mask"])), dim=-1)
             phones = self.clap.phone_embedding(batch["phone_ids"], batch["phone_lens"])
@@ -188,21 +205,35 @@ class Aligner(PhonclipModel):
         self.log_dict({**logs, "train/loss": loss}, prog_bar=True, batch_size=len(batch["ipa"]))
         return loss
 
-    def gold_frame_loss(self, out: dict[str, Any], metas: list[dict]) -> Tensor:
-        """Cross-entropy of each frame's [silence, phones] distribution against its class under the gold
-        timings in the clips' metadata; zero when no clip of the batch has them."""
+    def gold_labels(self, out: dict[str, Any], metas: list[dict]) -> Tensor:
+        """Each frame's class [B, T] under the gold timings in the clips' metadata (0 silence, n + 1 phone n),
+        -100 where a clip has none."""
         from phonclip.eval.align_suite import gold_phones
 
-        frames = out["logits"].shape[1]
-        labels = torch.full((len(metas), frames), -100, dtype=torch.long)
+        labels = torch.full(out["logits"].shape[:2], -100, dtype=torch.long)
         for row, meta, t, n in zip(labels, metas, out["targets"], out["frame_lens"].tolist()):
             gold = frame_labels(self.tokenizer, t, gold_phones(meta), n, self.frame_seconds)
             if gold is not None:
                 row[:n] = torch.tensor(gold)
+        return labels.to(out["logits"].device)
+
+    def gold_frame_loss(self, out: dict[str, Any], labels: Tensor) -> Tensor:
+        """Cross-entropy of each frame's [silence, phones] distribution against its gold class; zero when
+        no clip of the batch has gold timings."""
         if bool((labels < 0).all()):
             return out["logits"].sum() * 0.0
         log_probs = self.forward_sum.log_probs(out["logits"], out["phone_lens"], out["blank"])
-        return F.nll_loss(log_probs.flatten(0, 1), labels.to(log_probs.device).flatten(), ignore_index=-100)
+        return F.nll_loss(log_probs.flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+    def duration_loss(self, out: dict[str, Any], labels: Tensor) -> Tensor:
+        """Gaussian negative log-likelihood of each gold phone's log frame count under the duration head."""
+        mean, std = out["duration"]
+        counts = torch.stack([torch.bincount(row[row > 0] - 1, minlength=mean.shape[1])[: mean.shape[1]]
+                              for row in labels])
+        scored = counts > 0  # phones of clips with gold timings, at least a frame long
+        if not bool(scored.any()):
+            return mean.sum() * 0.0
+        return F.gaussian_nll_loss(mean[scored], counts[scored].float().log(), std[scored] ** 2, full=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self.scores(batch)
@@ -229,9 +260,14 @@ class Aligner(PhonclipModel):
         blank_before = torch.zeros(len(durations), out["logits"].shape[-1] + 1, dtype=torch.bool)
         for row, t in zip(blank_before, out["targets"]):
             row[: len(t.labels) + 1] = torch.tensor(t.blank_before)
+        prior = None
+        if self.duration is not None:  # the prior's weight w scales its log-density: std / √w
+            mean, std = out["duration"]
+            prior = (mean, std / self.cfg.duration_prior ** 0.5)
         starts, ends, total = monotonic_viterbi(
             log_probs[..., 1:], out["frame_lens"], out["phone_lens"], log_probs[..., 0], blank_before.to(self.device),
             min_pause=max(1, round(self.cfg.min_pause_s / self.frame_seconds)), min_frames=self.min_phone_frames,
+            durations=prior,
         )
         starts, ends, total = starts.cpu(), ends.cpu(), total.cpu()
         alignments: list[Alignment | None] = []
