@@ -47,18 +47,28 @@ def _viterbi_clip(scores, blank, allowed, with_blank, min_pause, min_frames, fra
     begin_arg = np.empty(frames + 1, dtype=np.int32)
     shift = min(min_pause, frames + 1)
     log_frames = np.log(np.maximum(np.arange(frames + 1), 1.0))
+    lasting = np.empty(frames + 1)
+    begin_max = np.empty(frames + 1)
     for n in range(phones):
         for k in range(frames):  # phone n's score summed over frames < k + 1
             cum[k + 1] = cum[k] + scores[k, n]
         ending[0] = NEG_INF
         if with_prior:
+            for d in range(1, frames + 1):  # the prior of phone n lasting d frames
+                z = (log_frames[d] - prior_mean[n]) / prior_std[n]
+                lasting[d] = -0.5 * z * z
+            peak = np.exp(prior_mean[n])  # the prior falls for longer phones: d ≥ peak
+            for k in range(frames + 1):
+                begin[k] = done[k] - cum[k]
+                begin_max[k] = max(begin[k], begin_max[k - 1]) if k > 0 else begin[k]
             for end in range(1, frames + 1):  # phone n over frames start … end - 1, start ≤ end - min_frames
                 best, arg = NEG_INF, 0
-                for start in range(end - min_frames + 1):
-                    z = (log_frames[end - start] - prior_mean[n]) / prior_std[n]
-                    value = done[start] - cum[start] - 0.5 * z * z
-                    if value >= best:
+                for start in range(end - min_frames, -1, -1):  # latest first: on ties the latest start wins
+                    value = begin[start] + lasting[end - start]
+                    if value > best:
                         best, arg = value, start
+                    elif end - start >= peak and begin_max[start] + lasting[end - start] < best:
+                        break  # no earlier start can win: its begin is ≤ begin_max, its prior lower
                 ending[end] = cum[end] + best
                 starts_at[n, end - 1] = arg
         else:
