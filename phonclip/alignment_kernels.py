@@ -46,9 +46,10 @@ def _viterbi_clip(scores, blank, allowed, with_blank, min_pause, min_frames, fra
     begin = np.empty(frames + 1)
     begin_arg = np.empty(frames + 1, dtype=np.int32)
     shift = min(min_pause, frames + 1)
-    log_frames = np.log(np.maximum(np.arange(frames + 1), 1.0))
-    lasting = np.empty(frames + 1)
-    begin_max = np.empty(frames + 1)
+    size = frames + 1 if with_prior else 1  # the prior's work arrays
+    log_frames = np.log(np.maximum(np.arange(size), 1.0))
+    lasting = np.empty(size)
+    begin_max = np.empty(size)
     for n in range(phones):
         for k in range(frames):  # phone n's score summed over frames < k + 1
             cum[k + 1] = cum[k] + scores[k, n]
@@ -131,11 +132,12 @@ def viterbi(
     ends = starts.copy()
     total = np.empty(batch)
     with_prior = prior is not None
-    mean, std = prior if with_prior else (np.zeros((batch, phones)), np.ones((batch, phones)))
+    unused = np.ones(1)  # the prior's arguments when there is none
 
     for b in range(batch):
+        mean, std = (prior[0][b], prior[1][b]) if with_prior else (unused, unused)
         total[b] = _viterbi_clip(scores[b], blank[b], allowed[b], with_blank, min_pause, min_frames,
-                                 int(frame_lens[b]), int(phone_lens[b]), starts[b], ends[b], with_prior, mean[b], std[b])
+                                 int(frame_lens[b]), int(phone_lens[b]), starts[b], ends[b], with_prior, mean, std)
     return starts, ends, total
 
 
