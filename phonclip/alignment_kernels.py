@@ -26,8 +26,9 @@ def _viterbi_clip(scores, blank, allowed, with_blank, min_pause, min_frames, fra
                   with_prior, prior_mean, prior_std):
     """One clip of ``monotonic_viterbi`` (same recursion, same tie-breaking: the last maximum wins).
     Writes ``starts``/``ends`` [N] and returns the path's score. With ``with_prior``, phone n lasting d
-    frames also scores −½((ln d − ``prior_mean``[n]) / ``prior_std``[n])²: each end then searches every
-    start (O(T²) per phone instead of a running maximum)."""
+    frames also scores −½((ln d − ``prior_mean``[n]) / ``prior_std``[n])²: each end then searches its
+    starts instead of keeping a running maximum, latest first, and stops where the prior (falling past
+    d = e^mean) and the best start score so far rule out every earlier one: exact, up to O(T²) per phone."""
     cum_blank = np.zeros(frames + 1)
     for k in range(frames):
         cum_blank[k + 1] = cum_blank[k] + blank[k]
