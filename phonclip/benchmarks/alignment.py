@@ -60,7 +60,7 @@ def realistic_batch(seed: int = 0, batch: int = BATCH) -> tuple[Tensor, Tensor, 
     return scores, frames, phones
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int = 7) -> float:
+def _median_seconds(fn: Callable[[], object], repeats: int = 21) -> float:
     fn()
     times = []
     for _ in range(repeats):
