@@ -247,6 +247,14 @@ def _forward_sum_clip(scores, blank, frames, phones, scale, grad_scores, grad_bl
     return -(log_likelihood + np.log(end))
 
 
+@numba.njit(cache=True, nogil=True)
+def _forward_sum_batch(scores, blank, frame_lens, phone_lens, scales, grad_scores, grad_blank, nll):
+    """``_forward_sum_clip`` over the batch in one compiled call."""
+    for b in range(scores.shape[0]):
+        nll[b] = _forward_sum_clip(scores[b], blank[b], frame_lens[b], phone_lens[b], scales[b], grad_scores[b],
+                                   grad_blank[b])
+
+
 def forward_sum(
     scores: torch.Tensor, blank: torch.Tensor, frame_lens: torch.Tensor, phone_lens: torch.Tensor, scales: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -257,9 +265,7 @@ def forward_sum(
     gs, gb = grad_scores.numpy(), grad_blank.numpy()
     frames, phones, weight = frame_lens.cpu().numpy(), phone_lens.cpu().numpy(), scales.double().numpy()
     nll = np.empty(len(s))
-
-    for b in range(len(s)):
-        nll[b] = _forward_sum_clip(s[b], bl[b], int(frames[b]), int(phones[b]), weight[b], gs[b], gb[b])
+    _forward_sum_batch(s, bl, frames.astype(np.int64), phones.astype(np.int64), weight, gs, gb, nll)
     for b in np.flatnonzero(np.isnan(nll)):
         nll[b], grad_scores[b], grad_blank[b] = _log_space_clip(scores[b].detach(), blank[b].detach(),
                                                                 int(frames[b]), int(phones[b]), float(weight[b]))
