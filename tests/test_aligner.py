@@ -232,58 +232,58 @@ def test_siglip_term_keeps_training_the_retrieval_space(tiny_run: TinyRun, tmp_p
     assert torch.equal(model.clap.loss.logit_scale.detach(), before)  # loss_lr = 0: SigLIP's t and b stay
 
 
-def test_gold_term_fits_the_frames_to_the_training_timings(tiny_run: TinyRun, tmp_path: Path) -> None:
+def _model_and_timed_batch(tiny_run: TinyRun, tmp_path: Path, override: str) -> tuple[Aligner, dict]:
+    """An aligner built from the tiny CLAP-IPA run with ``override``, and a train batch with espeak's timings."""
     overrides = [
-        f"run_root={tmp_path}", f"model.init_from={tiny_run.path}", "model.gold_weight=1.0",
+        f"run_root={tmp_path}", f"model.init_from={tiny_run.path}", override,
         "data.num_workers=0", "data.max_batch_seconds=8", *corpus_overrides("data.corpus", RUN_CORPUS),
     ]
     model, datamodule = runner.build(dict(config.load("aligner", overrides))["finetuned"])
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
     assert all(meta.get("phones") for meta in batch["meta"])  # espeak's timings ride along
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    losses = []
-    for _ in range(8):
-        out = model.scores(batch)
-        loss = model.gold_frame_loss(out, model.gold_labels(out, batch["meta"]))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(float(loss))
-    assert losses[-1] < 0.8 * losses[0], losses
-    untimed = [{k: v for k, v in meta.items() if k != "phones"} for meta in batch["meta"]]
-    out = model.scores(batch)
-    assert float(model.gold_frame_loss(out, model.gold_labels(out, untimed))) == 0.0  # clips without timings add nothing
+    return model, batch
 
 
-def test_duration_head_learns_the_training_timings_without_moving_the_encoders(tiny_run: TinyRun,
-                                                                              tmp_path: Path) -> None:
-    overrides = [
-        f"run_root={tmp_path}", f"model.init_from={tiny_run.path}", "model.duration_prior=1.0",
-        "data.num_workers=0", "data.max_batch_seconds=8", *corpus_overrides("data.corpus", RUN_CORPUS),
-    ]
-    model, datamodule = runner.build(dict(config.load("aligner", overrides))["finetuned"])
-    datamodule.setup("fit")
-    batch = next(iter(datamodule.train_dataloader()))
-    optimiser = torch.optim.Adam(model.duration.parameters(), lr=3e-3)
-    model.eval()  # the same phone states every step: only the head moves
+def _losses(model: Aligner, batch: dict, loss_of: str, params: list, steps: int, lr: float) -> tuple[list[float], dict]:
+    """``model.<loss_of>`` over ``steps`` Adam steps of ``params`` on one batch, and the last step's scores."""
+    optimiser = torch.optim.Adam(params, lr=lr)
     losses = []
-    for _ in range(40):
+    for _ in range(steps):
         out = model.scores(batch)
-        loss = model.duration_loss(out, model.gold_labels(out, batch["meta"]))
+        loss = getattr(model, loss_of)(out, model.gold_labels(out, batch["meta"]))
         model.zero_grad()
         loss.backward()
         optimiser.step()
         losses.append(float(loss))
+    return losses, out
+
+
+def _untimed(batch: dict) -> list[dict]:
+    return [{k: v for k, v in meta.items() if k != "phones"} for meta in batch["meta"]]
+
+
+def test_gold_term_fits_the_frames_to_the_training_timings(tiny_run: TinyRun, tmp_path: Path) -> None:
+    model, batch = _model_and_timed_batch(tiny_run, tmp_path, "model.gold_weight=1.0")
+    model.train()
+    losses, _ = _losses(model, batch, "gold_frame_loss", list(model.parameters()), steps=8, lr=1e-3)
+    assert losses[-1] < 0.8 * losses[0], losses
+    out = model.scores(batch)
+    assert float(model.gold_frame_loss(out, model.gold_labels(out, _untimed(batch)))) == 0.0  # no timings, no loss
+
+
+def test_duration_head_learns_the_training_timings_without_moving_the_encoders(tiny_run: TinyRun,
+                                                                              tmp_path: Path) -> None:
+    model, batch = _model_and_timed_batch(tiny_run, tmp_path, "model.duration_prior=1.0")
+    model.eval()  # the same phone states every step: only the head moves
+    losses, out = _losses(model, batch, "duration_loss", list(model.duration.parameters()), steps=40, lr=3e-3)
     assert losses[-1] < 0.5 * losses[0], losses
     assert all(p.grad is None or not p.grad.any() for p in model.clap.parameters())  # detached states
     labels = model.gold_labels(out, batch["meta"])
     gold = torch.bincount(labels[0][labels[0] > 0] - 1).float().log()  # the first clip's log frame counts
     mean = out["duration"][0][0, : len(gold)].detach()
     assert abs(float(mean.mean() - gold.mean())) < 0.3  # from 0 at init to the clips' durations
-    untimed = [{k: v for k, v in meta.items() if k != "phones"} for meta in batch["meta"]]
-    assert float(model.duration_loss(out, model.gold_labels(out, untimed))) == 0.0
+    assert float(model.duration_loss(out, model.gold_labels(out, _untimed(batch)))) == 0.0
 
 
 def test_a_test_set_without_gold_timings_is_left_out(aligner_runs: tuple[Path, dict], tmp_path: Path) -> None:

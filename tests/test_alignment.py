@@ -56,19 +56,27 @@ VITERBIS = {"compiled": monotonic_viterbi, "torch": _viterbi_torch}  # the CPU k
 
 
 @pytest.mark.parametrize("impl", VITERBIS)
-@pytest.mark.parametrize(("with_blank", "min_pause", "min_frames"),
-                         [(False, 1, 1), (True, 1, 1), (True, 2, 1), (True, 3, 1), (False, 1, 2), (True, 2, 3)])
-def test_viterbi_finds_the_best_monotonic_path(impl: str, with_blank: bool, min_pause: int, min_frames: int) -> None:
+@pytest.mark.parametrize(
+    ("with_blank", "min_pause", "min_frames", "with_prior"),
+    [(False, 1, 1, False), (True, 1, 1, False), (True, 2, 1, False), (True, 3, 1, False), (False, 1, 2, False),
+     (True, 2, 3, False), (False, 1, 1, True), (True, 2, 1, True), (True, 1, 2, True)],
+)
+def test_viterbi_finds_the_best_monotonic_path(impl: str, with_blank: bool, min_pause: int, min_frames: int,
+                                               with_prior: bool) -> None:
     g = torch.Generator().manual_seed(1)
     for _ in range(60):
         frames, phones = int(torch.randint(1, 7, (1,), generator=g)), int(torch.randint(1, 4, (1,), generator=g))
         scores = torch.randn(frames, phones, generator=g, dtype=torch.float64)
         blank = torch.randn(frames, generator=g, dtype=torch.float64) if with_blank else None
         allowed = torch.randint(0, 2, (phones + 1,), generator=g).bool()
-        expected = _brute_force(scores, blank, allowed.tolist(), min_pause, min_frames)
+        mean = torch.rand(phones, generator=g, dtype=torch.float64) * 1.5  # log frames: 1 to 4.5 frames
+        std = 0.2 + torch.rand(phones, generator=g, dtype=torch.float64)
+        prior = (mean, std) if with_prior else None
+        expected = _brute_force(scores, blank, allowed.tolist(), min_pause, min_frames, prior)
         starts, ends, total = VITERBIS[impl](
-            scores[None], torch.tensor([frames]), torch.tensor([phones]),
-            None if blank is None else blank[None], None if blank is None else allowed[None], min_pause, min_frames,
+            scores[None], torch.tensor([frames]), torch.tensor([phones]), None if blank is None else blank[None],
+            None if blank is None else allowed[None], min_pause, min_frames,
+            (mean[None], std[None]) if with_prior else None,
         )
         assert float(total[0]) == pytest.approx(expected, abs=1e-9)
         if math.isfinite(expected):
@@ -76,38 +84,12 @@ def test_viterbi_finds_the_best_monotonic_path(impl: str, with_blank: bool, min_
             if blank is not None:
                 covered = {t for s, e in zip(starts[0].tolist(), ends[0].tolist()) for t in range(s, e)}
                 path += sum(float(blank[t]) for t in range(frames) if t not in covered)
+            if with_prior:
+                path -= float((0.5 * (((ends[0] - starts[0]).double().log() - mean) / std) ** 2).sum())
             assert path == pytest.approx(expected, abs=1e-9)
             assert (ends[0] - starts[0] >= min_frames).all() and (starts[0][1:] >= ends[0][:-1]).all()
             gaps = (starts[0][1:] - ends[0][:-1]).tolist()
             assert all(gap == 0 or gap >= min_pause for gap in gaps)
-
-
-@pytest.mark.parametrize("impl", VITERBIS)
-@pytest.mark.parametrize(("with_blank", "min_pause", "min_frames"), [(False, 1, 1), (True, 2, 1), (True, 1, 2)])
-def test_viterbi_with_a_duration_prior_finds_the_best_path(impl: str, with_blank: bool, min_pause: int,
-                                                            min_frames: int) -> None:
-    g = torch.Generator().manual_seed(2)
-    for _ in range(60):
-        frames, phones = int(torch.randint(1, 7, (1,), generator=g)), int(torch.randint(1, 4, (1,), generator=g))
-        scores = torch.randn(frames, phones, generator=g, dtype=torch.float64)
-        blank = torch.randn(frames, generator=g, dtype=torch.float64) if with_blank else None
-        allowed = torch.randint(0, 2, (phones + 1,), generator=g).bool()
-        mean = torch.rand(phones, generator=g, dtype=torch.float64) * 1.5
-        std = 0.2 + torch.rand(phones, generator=g, dtype=torch.float64)
-        expected = _brute_force(scores, blank, allowed.tolist(), min_pause, min_frames, (mean, std))
-        starts, ends, total = VITERBIS[impl](
-            scores[None], torch.tensor([frames]), torch.tensor([phones]), None if blank is None else blank[None],
-            None if blank is None else allowed[None], min_pause, min_frames, (mean[None], std[None]),
-        )
-        assert float(total[0]) == pytest.approx(expected, abs=1e-9)
-        if math.isfinite(expected):
-            lasting = (ends[0] - starts[0]).double()
-            prior = float((0.5 * ((lasting.log() - mean) / std) ** 2).sum())
-            path = sum(float(scores[s:e, n].sum()) for n, (s, e) in enumerate(zip(starts[0], ends[0])))
-            if blank is not None:
-                covered = {t for s, e in zip(starts[0].tolist(), ends[0].tolist()) for t in range(s, e)}
-                path += sum(float(blank[t]) for t in range(frames) if t not in covered)
-            assert path - prior == pytest.approx(expected, abs=1e-9)
 
 
 def test_a_duration_prior_moves_a_boundary_the_scores_leave_open() -> None:
