@@ -164,10 +164,10 @@ def monotonic_viterbi(
     where a silence run may go (index n: before phone n; index N_b: after the last phone); default
     everywhere. A silence between two phones lasts at least ``min_pause`` frames or is absent (a pause,
     not a frame of doubt between words); at the clip's edges any length goes. Every phone lasts at least
-    ``min_frames`` frames. ``durations``: the (mean, std) [B, N] of each phone's log duration in frames, a
-    log-normal prior: phone n lasting d frames adds −½((ln d − mean) / std)² to the path's score. Returns frame indices ``starts``/``ends`` [B, N] (phone n covers frames
-    ``starts ≤ t < ends``; -1 past N_b) and the path's total score [B] (-inf where T_b < N_b × min_frames:
-    no path).
+    ``min_frames`` frames. ``durations``: the (mean, std > 0) [B, N] of each phone's log duration in frames,
+    a log-normal prior: phone n lasting d frames adds −½((ln d − mean) / std)² to the path's score.
+    Returns frame indices ``starts``/``ends`` [B, N] (phone n covers frames ``starts ≤ t < ends``; -1 past
+    N_b) and the path's total score [B] (-inf where T_b < N_b × min_frames: no path).
     On the CPU each clip runs as one compiled loop (``alignment_kernels``: torch's per-operation cost
     dominates this programme there); elsewhere the forward pass runs on the scores' device as below
     and the pointer chase back on the host in numpy.

@@ -99,7 +99,8 @@ def compare_decode(seed: int = 0, batch: int = BATCH, with_prior: bool = False) 
     scores, frames, phones = realistic_batch(seed, batch)
     log_probs = scores.log_softmax(dim=-1)
     clips = [log_probs[b, : frames[b], : phones[b]].double().numpy() for b in range(batch)]
-    prior = (torch.full(phones.shape + (int(phones.max()),), float(np.log(4.0))), torch.full((batch, int(phones.max())), 0.5))
+    shape = (batch, int(phones.max()))
+    prior = (torch.full(shape, float(np.log(4.0))), torch.full(shape, 0.5))
 
     def ours() -> Tensor:
         return monotonic_viterbi(log_probs, frames, phones, durations=prior if with_prior else None)[0]
