@@ -280,9 +280,10 @@ def test_duration_head_learns_the_training_timings_without_moving_the_encoders(t
     assert losses[-1] < 0.5 * losses[0], losses
     assert all(p.grad is None or not p.grad.any() for p in model.clap.parameters())  # detached states
     labels = model.gold_labels(out, batch["meta"])
-    gold = torch.bincount(labels[0][labels[0] > 0] - 1).float().log()  # the first clip's log frame counts
-    mean = out["duration"][0][0, : len(gold)].detach()
-    assert abs(float(mean.mean() - gold.mean())) < 0.3  # from 0 at init to the clips' durations
+    counts = torch.bincount(labels[0][labels[0] > 0] - 1)  # the first clip's frames per phone
+    timed = counts > 0  # a gold phone split among tokens can leave one without a frame
+    mean = out["duration"][0][0, : len(counts)].detach()[timed]
+    assert abs(float(mean.mean() - counts[timed].float().log().mean())) < 0.3  # the clip's durations, from 0 at init
     assert float(model.duration_loss(out, model.gold_labels(out, _untimed(batch)))) == 0.0
 
 
